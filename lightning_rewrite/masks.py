@@ -1,0 +1,88 @@
+"""Selection masks: read from tensors, PNG files or PNG data URLs; written as the official
+interface's data URLs; resized to a layer's resolution."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .errors import RewriteError
+
+_DATA_URL = re.compile(r"^data:image/[a-z]+;base64,")
+
+
+def load_mask(source: Tensor | np.ndarray | str | os.PathLike, what: str = "mask") -> Tensor:
+    """A soft mask (H, W) in [0, 1] from a tensor/array, a PNG file or a PNG data URL.
+
+    For images, the first channel of the RGB conversion is the mask, as the official code
+    reads it (its masks are white where selected).
+    """
+    if isinstance(source, (Tensor, np.ndarray)):
+        m = torch.as_tensor(source).detach().float().cpu()
+        while m.ndim > 2 and m.shape[0] == 1:
+            m = m[0]
+        if m.ndim == 3:
+            m = m[0]
+        if m.ndim != 2:
+            raise RewriteError(f"{what} must be a 2-D (H, W) array, got shape {tuple(m.shape)}")
+        if m.max() > 1.0:
+            m = m / 255.0
+        if m.min() < 0.0:
+            raise RewriteError(f"{what} values must lie in [0, 1] (or 0..255), got minimum {m.min().item():.3g}")
+        return m
+    text = os.fspath(source)
+    if _DATA_URL.match(text):
+        data = base64.b64decode(_DATA_URL.sub("", text))
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Exception as e:  # noqa: BLE001 - PIL raises several types
+            raise RewriteError(f"{what} is not a readable PNG data URL ({e})") from None
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise RewriteError(f"{what} file {text!r} does not exist; give a PNG path, a PNG data URL or a tensor")
+        try:
+            image = Image.open(path)
+        except Exception as e:  # noqa: BLE001
+            raise RewriteError(f"{what} file {text!r} is not a readable image ({e})") from None
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb[..., 0].copy())
+
+
+def mask_to_data_url(mask: Tensor) -> str:
+    """The official interface's encoding: an RGBA PNG, all four channels equal to the mask."""
+    m = (load_mask(mask).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    rgba = np.repeat(m[..., None], 4, axis=2)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def resize_mask(mask: Tensor, size: tuple[int, ...]) -> Tensor:
+    """Bilinear (antialiased, like PIL's) resize of an (H, W) mask to ``size``."""
+    if len(size) == 0:
+        return mask.max().reshape(())
+    if len(size) != 2:
+        raise RewriteError(f"masks apply to 2-D feature maps, this layer's maps have shape {tuple(size)}")
+    if tuple(mask.shape) == tuple(size):
+        return mask.clone()
+    out = F.interpolate(mask[None, None].float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return out[0, 0].clamp(0, 1)
+
+
+def bounding_box(mask: Tensor) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) of the positive part of a 2-D mask, or None if empty."""
+    rows = torch.nonzero(mask.sum(1) > 0)
+    cols = torch.nonzero(mask.sum(0) > 0)
+    if len(rows) == 0:
+        return None
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1

@@ -1,0 +1,276 @@
+"""RewriteModule: a LightningModule whose training loop writes one new rule into a
+generator (Bau et al. 2020, Eq. 18), or runs one of the paper's baselines.
+
+Methods:
+- ``rank_s``: W = W0 + Λ Dᵀ, D from the context keys (Appendix D). ``parametrization``
+  ``"lambda"`` optimises Λ directly; ``"projected"`` optimises W and lets the
+  ProjectedOptimizer callback project it back onto W0 + span(D) (the official code).
+  Λ starts from the closed-form insert of the layer's linear operation.
+- ``full_layer`` (Eq. 6): all of W, no direction constraint.
+- ``all_weights`` (Eq. 3): every weight of the generator, with an image-space loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import memory
+from .data import LatentSampler, step_loader
+from .errors import RewriteError
+from .layer import HookedLayer
+from .memory import SecondMoment
+from .request import EditRequest, Goal
+
+log = logging.getLogger(__name__)
+
+METHODS = ("rank_s", "full_layer", "all_weights")
+PARAMETRIZATIONS = ("lambda", "projected")
+LOSSES = ("l1", "mse")
+
+
+@dataclass
+class Change:
+    """What an edit changed at its layer: the factored ΔW = Λ Dᵀ (rank_s) or ΔW itself."""
+
+    layer: str
+    weight_name: str
+    key_axis: int
+    weight_shape: tuple[int, ...]
+    directions: Tensor | None = None  # D (N, S), orthonormal columns
+    lam: Tensor | None = None  # Λ (M, S)
+    delta: Tensor | None = None  # ΔW in the weight's shape (full_layer / all_weights)
+
+    def weight(self, w0: Tensor) -> Tensor:
+        """The edited weight, given the original W0."""
+        if self.lam is not None:
+            return memory.low_rank_weight(w0, self.lam.to(w0), self.directions.to(w0), self.key_axis)
+        return w0 + self.delta.to(w0)
+
+
+def masked_loss(pred: Tensor, target: Tensor, region: Tensor, kind: str = "l1") -> Tensor:
+    """Mean L1 or squared error over the region (weights broadcast over channels)."""
+    err = (pred - target).abs() if kind == "l1" else (pred - target).pow(2)
+    weight = region.expand_as(err)
+    return (err * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+class RewriteModule(pl.LightningModule):
+    """Generator + HookedLayer + EditRequest; ``trainer.fit`` makes the edit.
+
+    The generator is copied once (``copy_generator=False`` edits it in place). Key
+    statistics come from the KeyCovariance callback (added automatically when missing),
+    or from :meth:`set_key_moment`.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        layer: str,
+        request: EditRequest,
+        method: str = "rank_s",
+        rank: int = 1,
+        parametrization: str = "lambda",
+        lr: float = 0.05,
+        loss: str = "l1",
+        latents: LatentSampler | None = None,
+        value_layer: str | None = None,
+        warm_start: bool = True,
+        copy_generator: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value, allowed in (("method", method, METHODS), ("parametrization", parametrization, PARAMETRIZATIONS),
+                                     ("loss", loss, LOSSES)):
+            if value not in allowed:
+                raise RewriteError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+        if not isinstance(rank, int) or rank < 1:
+            raise RewriteError(f"rank must be an integer ≥ 1, got {rank!r}")
+        self.save_hyperparameters(ignore=["generator", "request", "latents"])
+        self.generator = copy.deepcopy(generator) if copy_generator else generator
+        self.generator.requires_grad_(False)
+        self.hooked = HookedLayer(self.generator, layer, value_layer)
+        if rank > self.hooked.key_dim:
+            raise RewriteError(f"rank {rank} exceeds the key dimension {self.hooked.key_dim} of layer {layer}")
+        self.request = request
+        self.latents = latents or LatentSampler.for_model(generator)
+        self.method, self.rank, self.parametrization = method, rank, parametrization
+        self.lr, self.loss_kind, self.warm_start = lr, loss, warm_start
+        self.key_moment: SecondMoment | None = None
+        self.goal: Goal | None = None
+        self.condition: float | None = None
+        weight = self.hooked.weight
+        m, n = self.hooked.memory_shape
+        self.register_buffer("weight0", weight.detach().clone())
+        self.register_buffer("directions", torch.zeros(n, rank, dtype=weight.dtype))
+        self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self._uses_lambda else None
+        if method == "all_weights":
+            self.generator.requires_grad_(True)
+        elif not self._uses_lambda:
+            weight.requires_grad_(True)
+        self._target_image: Tensor | None = None
+
+    @property
+    def _uses_lambda(self) -> bool:
+        return self.method == "rank_s" and self.parametrization == "lambda"
+
+    @property
+    def needs_statistics(self) -> bool:
+        """Whether the key second moment is needed (for D, or to choose erase units)."""
+        return self.method == "rank_s" or (self.request.kind == "erase" and isinstance(self.request.units, int))
+
+    # -- statistics and goal ------------------------------------------------------------------
+
+    def set_key_moment(self, moment: SecondMoment) -> None:
+        """Give the module the key statistics C = E[kkᵀ] of its layer."""
+        if moment.dim != self.hooked.key_dim:
+            raise RewriteError(f"key statistics have dimension {moment.dim}, layer {self.hooked.name} has {self.hooked.key_dim}")
+        self.key_moment = moment
+
+    def prepare(self) -> None:
+        """Build the goal, the directions D and the warm start (done at fit start)."""
+        if self.goal is not None:
+            return
+        if self.needs_statistics and self.key_moment is None:
+            raise RewriteError("RewriteModule needs key statistics: add the KeyCovariance callback or call set_key_moment()")
+        c = self.key_moment.moment().to(self.device) if self.key_moment is not None else None
+        self.goal = self.request.goal(self.hooked, self.latents, c)
+        if self.method == "rank_s":
+            solver = memory.CovarianceSolver(c)
+            self.condition = solver.condition
+            d = memory.context_directions(solver, self.goal.context_keys, self.goal.context_weights, self.rank)
+            self.directions.copy_(d.to(self.directions))
+            if self.warm_start:
+                self._warm_start()
+        if self.method == "all_weights":
+            goal = self.goal
+            with torch.no_grad():
+                self._target_image = self.hooked.render_with_value(
+                    goal.latents, lambda v: v + goal.region * (goal.target - v)
+                ).detach()
+
+    def on_fit_start(self) -> None:
+        self.prepare()
+
+    def _warm_start(self) -> None:
+        """Λ0 = argmin ‖region · (V*_lin − lin(K*; W0 + Λ Dᵀ))‖²: the closed-form insert for the
+        layer's linear operation (exact for Linear/Conv layers; a Gauss-Newton step for
+        nonlinear ones such as a demodulated convolution), solved by CGLS through the layer."""
+        goal = self.goal
+        if goal.target_linear is None or not self.hooked.has_linear:
+            log.info("layer %s exposes no linear operation: Λ starts at zero", self.hooked.name)
+            return
+        w0, d, axis = self.weight0, self.directions, self.hooked.key_axis
+        sqrt_region = goal.region.sqrt()
+        with torch.no_grad():
+            base = self.hooked.linear_forward(goal.inputs, w0)
+
+        def f(lam: Tensor) -> Tensor:
+            return sqrt_region * self.hooked.linear_forward(goal.inputs, memory.low_rank_weight(w0, lam, d, axis))
+
+        lam0 = self.directions.new_zeros(self.hooked.memory_shape[0], self.rank)
+        _, jvp = torch.func.linearize(f, lam0)
+        _, vjp = torch.func.vjp(f, lam0)
+        target = (sqrt_region * (goal.target_linear - base)).detach()
+        result = memory.least_squares_cg(jvp, lambda r: vjp(r)[0], target, lam0, iterations=100)
+        log.info("closed-form warm start: linear residual %.3g after %d CG iterations", result.relative_residual, result.iterations)
+        with torch.no_grad():
+            if self.lam is not None:
+                self.lam.copy_(result.solution)
+            else:
+                self.hooked.weight.copy_(memory.low_rank_weight(w0, result.solution, d, axis))
+
+    # -- optimisation --------------------------------------------------------------------------
+
+    def current_weight(self) -> Tensor:
+        """The layer's weight as the edit stands now."""
+        if self.lam is not None:
+            return memory.low_rank_weight(self.weight0, self.lam, self.directions, self.hooked.key_axis)
+        return self.hooked.weight
+
+    def goal_loss(self) -> Tensor:
+        """The constraint loss: value space at the layer, or image space for all_weights."""
+        goal = self.goal
+        if self.method == "all_weights":
+            image = self.generator(goal.latents)
+            region = goal.region
+            if image.ndim == region.ndim and image.ndim > 2:
+                region = F.interpolate(region, size=image.shape[2:], mode="nearest")
+            else:
+                region = torch.ones_like(image[:, :1])
+            return masked_loss(image, self._target_image, region, self.loss_kind)
+        weight = self.current_weight() if self.lam is not None else None
+        values = self.hooked.layer_forward(goal.inputs, weight)
+        return masked_loss(values, goal.target, goal.region, self.loss_kind)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.goal_loss()
+        self.log("train/loss", loss, prog_bar=True)
+        if self.lam is not None:
+            self.log("train/lambda_norm", self.lam.detach().norm())
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.lam is not None:
+            params = [self.lam]
+        elif self.method == "all_weights":
+            params = list(self.generator.parameters())
+        else:
+            params = [self.hooked.weight]
+        return torch.optim.Adam(params, lr=self.lr)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Add KeyCovariance / ProjectedOptimizer with their defaults when the Trainer lacks them."""
+        from lightning_rewrite.callbacks import KeyCovariance, ProjectedOptimizer
+
+        have = list(self.trainer.callbacks) if self._trainer is not None else []
+        out: list[pl.Callback] = []
+        if self.needs_statistics and self.key_moment is None and not any(isinstance(c, KeyCovariance) for c in have):
+            out.append(KeyCovariance())
+        if self.projection() is not None and not any(isinstance(c, ProjectedOptimizer) for c in have):
+            out.append(ProjectedOptimizer())
+        return out
+
+    def train_dataloader(self) -> Any:
+        return step_loader()
+
+    # -- results ------------------------------------------------------------------------------
+
+    def projection(self) -> tuple[nn.Parameter, Tensor, Tensor, int] | None:
+        """(W, W0, D, key axis) when W is optimised directly and must stay in W0 + span(D)."""
+        if self.method == "rank_s" and self.parametrization == "projected":
+            return self.hooked.weight, self.weight0, self.directions, self.hooked.key_axis
+        return None
+
+    def on_fit_end(self) -> None:
+        self.commit()
+
+    def commit(self) -> None:
+        """Write the edited weight into the generator's own parameter (idempotent)."""
+        if self.lam is not None:
+            with torch.no_grad():
+                self.hooked.weight.copy_(self.current_weight())
+
+    def edited_generator(self) -> nn.Module:
+        """The generator with the edit applied (the module's own copy, not a new one)."""
+        self.commit()
+        return self.generator
+
+    def change(self) -> Change:
+        """The change at the layer: (layer, D, Λ) for rank_s, ΔW otherwise."""
+        h = self.hooked
+        base = dict(layer=h.name, weight_name=h.weight_name, key_axis=h.key_axis, weight_shape=tuple(h.weight.shape))
+        if self.method == "rank_s":
+            d = self.directions.detach().clone()
+            if self.lam is not None:
+                lam = self.lam.detach().clone()
+            else:
+                lam = memory.as_memory(h.weight.detach() - self.weight0, h.key_axis) @ d
+            return Change(**base, directions=d, lam=lam)
+        return Change(**base, delta=(h.weight.detach() - self.weight0).clone())
