@@ -99,8 +99,18 @@ def _adapter_for(module: nn.Module) -> _Adapter | None:
 
 
 def rewritable_layers(model: nn.Module) -> list[str]:
-    """Dotted names of every layer of ``model`` that HookedLayer can rewrite."""
-    return [name for name, m in model.named_modules() if name and _adapter_for(m) is not None]
+    """Dotted names of every layer of ``model`` that HookedLayer can rewrite (the parts of a
+    RewritableLayer, such as its style modulation, are not listed separately)."""
+    names: list[str] = []
+    inside: list[str] = []
+    for name, m in model.named_modules():
+        if not name or any(name.startswith(p + ".") for p in inside):
+            continue
+        if _adapter_for(m) is not None:
+            names.append(name)
+            if isinstance(m, RewritableLayer):
+                inside.append(name)
+    return names
 
 
 def _nearest(name: str, names: list[str], n: int = 5) -> str:

@@ -259,6 +259,7 @@ def least_squares_cg(
     s = apply_t(r)
     p = s.clone()
     gamma = (s * s).sum()
+    s0_norm = gamma.sqrt().clamp_min(1e-30)
     b_norm = target.norm().clamp_min(1e-30)
     it = 0
     for it in range(1, iterations + 1):
@@ -273,7 +274,7 @@ def least_squares_cg(
             break
         s = apply_t(r)
         gamma_new = (s * s).sum()
-        if gamma_new <= 1e-30 * gamma:
+        if gamma_new.sqrt() <= tol * s0_norm:  # normal equations solved: the least-squares optimum
             break
         p = s + (gamma_new / gamma) * p
         gamma = gamma_new

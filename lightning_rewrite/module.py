@@ -109,6 +109,9 @@ class RewriteModule(pl.LightningModule):
         m, n = self.hooked.memory_shape
         self.register_buffer("weight0", weight.detach().clone())
         self.register_buffer("directions", torch.zeros(n, rank, dtype=weight.dtype))
+        # RMS of Dᵀk over the context keys: Λ is optimised as Λ·scale, in units of value change,
+        # so one learning rate suits layers whose keys have any magnitude.
+        self.register_buffer("key_scale", torch.ones(rank, dtype=weight.dtype))
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self._uses_lambda else None
         if method == "all_weights":
             self.generator.requires_grad_(True)
@@ -146,6 +149,9 @@ class RewriteModule(pl.LightningModule):
             self.condition = solver.condition
             d = memory.context_directions(solver, self.goal.context_keys, self.goal.context_weights, self.rank)
             self.directions.copy_(d.to(self.directions))
+            proj = self.goal.context_keys.to(d) @ d
+            scale = (proj.pow(2) * self.goal.context_weights.to(d)[:, None]).sum(0) / self.goal.context_weights.sum()
+            self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
             if self.warm_start:
                 self._warm_start()
         if self.method == "all_weights":
@@ -182,7 +188,7 @@ class RewriteModule(pl.LightningModule):
         log.info("closed-form warm start: linear residual %.3g after %d CG iterations", result.relative_residual, result.iterations)
         with torch.no_grad():
             if self.lam is not None:
-                self.lam.copy_(result.solution)
+                self.lam.copy_(result.solution * self.key_scale)
             else:
                 self.hooked.weight.copy_(memory.low_rank_weight(w0, result.solution, d, axis))
 
@@ -191,7 +197,7 @@ class RewriteModule(pl.LightningModule):
     def current_weight(self) -> Tensor:
         """The layer's weight as the edit stands now."""
         if self.lam is not None:
-            return memory.low_rank_weight(self.weight0, self.lam, self.directions, self.hooked.key_axis)
+            return memory.low_rank_weight(self.weight0, self.lam / self.key_scale, self.directions, self.hooked.key_axis)
         return self.hooked.weight
 
     def goal_loss(self) -> Tensor:
@@ -213,7 +219,7 @@ class RewriteModule(pl.LightningModule):
         loss = self.goal_loss()
         self.log("train/loss", loss, prog_bar=True)
         if self.lam is not None:
-            self.log("train/lambda_norm", self.lam.detach().norm())
+            self.log("train/lambda_norm", (self.lam / self.key_scale).detach().norm())
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -269,7 +275,7 @@ class RewriteModule(pl.LightningModule):
         if self.method == "rank_s":
             d = self.directions.detach().clone()
             if self.lam is not None:
-                lam = self.lam.detach().clone()
+                lam = (self.lam / self.key_scale).detach().clone()
             else:
                 lam = memory.as_memory(h.weight.detach() - self.weight0, h.key_axis) @ d
             return Change(**base, directions=d, lam=lam)

@@ -1,0 +1,102 @@
+"""Small generators and requests the tests build for themselves (no downloads)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+class TinyGenerator(nn.Module):
+    """z (16) → 32×8×8 → conv → upsample → conv (``layer3``, the usual edit) → RGB 16×16.
+
+    Layers are Sequentials of (conv, activation), named like the official code's layers.
+    """
+
+    def __init__(self, z_dim: int = 16, width: int = 32, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.z_dim = z_dim
+        self.layer1 = nn.Sequential(nn.Linear(z_dim, width * 8 * 8), nn.LeakyReLU(0.2), nn.Unflatten(1, (width, 8, 8)))
+        self.layer2 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2))
+        self.layer3 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
+        self.layer4 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
+        self.output = nn.Sequential(nn.Conv2d(width, 3, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(z)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        return self.output(x)
+
+
+class BlocksGenerator(nn.Module):
+    """A generator with layout, like a scene GAN's: z places a "dome" block (class 1) and a
+    "tree" block (class 2) on an 8×8 background grid; each class has its own feature
+    vector, tinted by z; conv layers then render 16×16 RGB.
+
+    ``layer2`` is a 1×1 convolution, so the keys of ``layer3.0`` are alike inside a block
+    and across samples (as a trained GAN's keys are alike on one kind of object), and a
+    rank-one rewrite of ``layer3.0`` can turn every dome into a tree. ``layout(z)`` gives the
+    8×8 label map.
+    """
+
+    def __init__(self, z_dim: int = 16, width: int = 32, seed: int = 0, tint: float = 0.1) -> None:
+        super().__init__()
+        self.tint_scale = tint
+        g = torch.Generator().manual_seed(seed)
+        self.z_dim = z_dim
+        self.register_buffer("embed", torch.randn(3, width, generator=g))
+        self.tint = nn.Linear(z_dim, width)
+        self.layer2 = nn.Sequential(nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2))
+        self.layer3 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
+        self.layer4 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
+        self.output = nn.Sequential(nn.Conv2d(width, 3, 1), nn.Tanh())
+        with torch.no_grad():
+            for p in self.parameters():
+                if p.ndim > 1:
+                    p.copy_(torch.randn(p.shape, generator=g) / (p[0].numel() ** 0.5))
+                else:
+                    p.zero_()
+
+    def layout(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 8) labels: 0 background, 1 dome (2×2 block), 2 tree (2×2 block)."""
+        corner = (torch.sigmoid(z[:, :4]) * 2.999).floor().long() * 3  # block corners in {0, 3, 6}
+        rows = torch.arange(8, device=z.device)[None, :, None]
+        cols = torch.arange(8, device=z.device)[None, None, :]
+        labels = torch.zeros(z.shape[0], 8, 8, dtype=torch.long, device=z.device)
+        for cls, top, left in ((1, corner[:, 0], corner[:, 1]), (2, corner[:, 2], corner[:, 3])):
+            top, left = top[:, None, None], left[:, None, None]
+            inside = (rows >= top) & (rows < top + 2) & (cols >= left) & (cols < left + 2)
+            labels = torch.where(inside & (labels == 0), torch.full_like(labels, cls), labels)
+        return labels
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        labels = self.layout(z)
+        x = self.embed[labels].permute(0, 3, 1, 2) + self.tint_scale * self.tint(z)[:, :, None, None]
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        return self.output(x)
+
+
+def box_mask(size: int, top: int, left: int, bottom: int, right: int) -> torch.Tensor:
+    m = torch.zeros(size, size)
+    m[top:bottom, left:right] = 1
+    return m
+
+
+@pytest.fixture
+def tiny() -> TinyGenerator:
+    return TinyGenerator().eval()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_REWRITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
