@@ -8,6 +8,9 @@ Methods:
   Λ starts from the closed-form insert of the layer's linear operation.
 - ``full_layer`` (Eq. 6): all of W, no direction constraint.
 - ``all_weights`` (Eq. 3): every weight of the generator, with an image-space loss.
+
+The loss is L1 over the goal region, as in the official code (``loss="mse"`` for the
+paper's L2); Adam at ``lr`` as there, with a cosine decay unless ``lr_schedule="constant"``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 METHODS = ("rank_s", "full_layer", "all_weights")
 PARAMETRIZATIONS = ("lambda", "projected")
 LOSSES = ("l1", "mse")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -80,6 +84,7 @@ class RewriteModule(pl.LightningModule):
         parametrization: str = "lambda",
         lr: float = 0.05,
         loss: str = "l1",
+        lr_schedule: str = "cosine",
         latents: LatentSampler | None = None,
         value_layer: str | None = None,
         warm_start: bool = True,
@@ -87,7 +92,7 @@ class RewriteModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         for name, value, allowed in (("method", method, METHODS), ("parametrization", parametrization, PARAMETRIZATIONS),
-                                     ("loss", loss, LOSSES)):
+                                     ("loss", loss, LOSSES), ("lr_schedule", lr_schedule, SCHEDULES)):
             if value not in allowed:
                 raise RewriteError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         if not isinstance(rank, int) or rank < 1:
@@ -101,7 +106,7 @@ class RewriteModule(pl.LightningModule):
         self.request = request
         self.latents = latents or LatentSampler.for_model(generator)
         self.method, self.rank, self.parametrization = method, rank, parametrization
-        self.lr, self.loss_kind, self.warm_start = lr, loss, warm_start
+        self.lr, self.loss_kind, self.lr_schedule, self.warm_start = lr, loss, lr_schedule, warm_start
         self.key_moment: SecondMoment | None = None
         self.goal: Goal | None = None
         self.condition: float | None = None
@@ -222,14 +227,21 @@ class RewriteModule(pl.LightningModule):
             self.log("train/lambda_norm", (self.lam / self.key_scale).detach().norm())
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """Adam (the official optimiser); by default its rate decays to zero along a cosine
+        over ``max_steps``, so the last steps settle instead of oscillating around the goal."""
         if self.lam is not None:
             params = [self.lam]
         elif self.method == "all_weights":
             params = list(self.generator.parameters())
         else:
             params = [self.hooked.weight]
-        return torch.optim.Adam(params, lr=self.lr)
+        optimizer = torch.optim.Adam(params, lr=self.lr)
+        steps = self.trainer.max_steps if self._trainer is not None else -1
+        if self.lr_schedule == "constant" or steps is None or steps <= 0:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Add KeyCovariance / ProjectedOptimizer with their defaults when the Trainer lacks them."""

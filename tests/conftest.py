@@ -46,13 +46,13 @@ class BlocksGenerator(nn.Module):
     8×8 label map.
     """
 
-    def __init__(self, z_dim: int = 16, width: int = 32, seed: int = 0, tint: float = 0.1) -> None:
+    def __init__(self, z_dim: int = 16, width: int = 32, seed: int = 0, tint: float = 0.3) -> None:
         super().__init__()
         self.tint_scale = tint
         g = torch.Generator().manual_seed(seed)
         self.z_dim = z_dim
         self.register_buffer("embed", torch.randn(3, width, generator=g))
-        self.tint = nn.Linear(z_dim, width)
+        self.tint = nn.Linear(2, width)  # a colour tint from two latent coordinates
         self.layer2 = nn.Sequential(nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2))
         self.layer3 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
         self.layer4 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
@@ -78,7 +78,7 @@ class BlocksGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         labels = self.layout(z)
-        x = self.embed[labels].permute(0, 3, 1, 2) + self.tint_scale * self.tint(z)[:, :, None, None]
+        x = self.embed[labels].permute(0, 3, 1, 2) + self.tint_scale * self.tint(z[:, 4:6])[:, :, None, None]
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.layer4(x)
@@ -100,3 +100,36 @@ def tiny() -> TinyGenerator:
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LIGHTNING_REWRITE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+
+
+def quiet_trainer(max_steps: int, callbacks: list | None = None, **kwargs):
+    import pytorch_lightning as pl
+
+    return pl.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks or [], **kwargs)
+
+
+def block_mask(labels: torch.Tensor, cls: int) -> torch.Tensor:
+    """The 16×16 image-resolution mask of one class of a BlocksGenerator layout."""
+    m = (labels == cls).float()[None, None]
+    return torch.nn.functional.interpolate(m, scale_factor=2, mode="nearest")[0, 0]
+
+
+def domes_to_trees(generator: BlocksGenerator, n_context: int = 4):
+    """The paper's dome→tree request on a BlocksGenerator: copy a whole tree, paste it on
+    a dome, point at the domes of a few more samples."""
+    from lightning_rewrite import EditRequest, LatentSampler
+
+    labels = generator.layout(LatentSampler(generator.z_dim).take(range(50)))
+    domes = [i for i in range(50) if (labels[i] == 1).sum() == 4]
+    trees = [i for i in range(50) if (labels[i] == 2).sum() == 4]
+    paste, context = domes[0], domes[:n_context]
+    tree = next(i for i in trees if i != paste)
+    return EditRequest.copy(object=(tree, block_mask(labels[tree], 2)),
+                            paste=(paste, block_mask(labels[paste], 1)),
+                            context=[(i, block_mask(labels[i], 1)) for i in context])
+
+
+@pytest.fixture
+def blocks() -> BlocksGenerator:
+    return BlocksGenerator().eval()
