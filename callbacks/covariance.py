@@ -40,7 +40,7 @@ def collect_second_moment(
 ) -> SecondMoment:
     """Stream the keys of ``samples`` latents (or the given ``indices``) into a SecondMoment,
     running each batch only up to the layer."""
-    device = hooked.weight.device
+    device, dtype = hooked.weight.device, hooked.weight.dtype
     idx = list(indices if indices is not None else range(samples))
     moment = SecondMoment(hooked.key_dim)
     columns = (TextColumn("key statistics {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -48,7 +48,7 @@ def collect_second_moment(
         task = bar.add_task(hooked.name, total=len(idx))
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
-            keys = hooked.keys(latents.take(chunk).to(device))
+            keys = hooked.keys(latents.take(chunk).to(device, dtype))
             moment.update(flat_keys(keys))
             bar.advance(task, len(chunk))
     return moment
@@ -76,7 +76,7 @@ class KeyCovariance(pl.Callback):
         self.last_source: str | None = None  # "cache" or "computed", for reports and tests
 
     def cache_key(self, hooked: HookedLayer, latents: LatentSampler) -> tuple[str, dict]:
-        z0 = latents.take([0]).to(hooked.weight.device)
+        z0 = latents.take([0]).to(hooked.weight.device, hooked.weight.dtype)
         desc = {
             "upstream": hooked.upstream_fingerprint(z0),
             "layer": hooked.name,

@@ -236,8 +236,8 @@ class EditRequest:
 
         ``second_moment`` (E[kkᵀ]) is needed only to choose erase units by count.
         """
-        device = hooked.weight.device
-        z_of = lambda s: (latents.take([s])[0] if isinstance(s, int) else torch.as_tensor(s).float()).to(device)  # noqa: E731
+        device, dtype = hooked.weight.device, hooked.weight.dtype
+        z_of = lambda s: (latents.take([s])[0] if isinstance(s, int) else torch.as_tensor(s)).to(device, dtype)  # noqa: E731
         with torch.no_grad():
             if self.kind == "copy":
                 goal = self._copy_goal(hooked, z_of)
