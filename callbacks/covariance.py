@@ -119,6 +119,11 @@ class KeyCovariance(pl.Callback):
             self.last_source = "cache"
             log.info("key statistics for %s read from %s", hooked.name, path)
             return moment
+        if path is not None:
+            stale = [p.name for p in path.parent.glob(f"{hooked.name}-*.safetensors") if p != path]
+            if stale:
+                log.warning("cached key statistics for %s are stale (other weights or settings: %s); computing them anew",
+                            hooked.name, ", ".join(sorted(stale)[:3]))
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         moment = collect_second_moment(hooked, latents, self.samples, self.batch_size,
                                        indices=range(rank, self.samples, world), progress=self.progress and rank == 0)

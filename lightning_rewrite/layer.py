@@ -231,6 +231,8 @@ class HookedLayer:
                 raise _Stop
 
         def post_hook(_m: nn.Module, _args: tuple, output: Tensor) -> Tensor | None:
+            if got.inputs is None or got.value is not None:  # a shared module used elsewhere
+                return None
             got.value = output
             if stop == "value":
                 raise _Stop
