@@ -153,9 +153,11 @@ class EditRequest:
     def paired(cls, pairs: Sequence[tuple[Sample, Sample, MaskLike]],
                context: Sequence[tuple[Sample, MaskLike]] = ()) -> "EditRequest":
         """Swap the values of each pair (a, b) inside its mask: a's keys get b's values and back."""
-        return cls("paired", pairs=[Pair(a, b, load_mask(m, "pair mask"), m if isinstance(m, str) and m.startswith("data:") else None)
-                                    for a, b, m in pairs],
-                   context=[Selection.of(s, m, "context") for s, m in context])
+        parsed = []
+        for a, b, m in pairs:
+            sel = Selection.of(a, m, "pair mask")
+            parsed.append(Pair(a, b, sel.mask, sel.url))
+        return cls("paired", pairs=parsed, context=[Selection.of(s, m, "context") for s, m in context])
 
     # -- JSON -----------------------------------------------------------------------------
 
