@@ -186,7 +186,9 @@ class RewriteModule(pl.LightningModule):
             return sqrt_region * self.hooked.linear_forward(goal.inputs, memory.low_rank_weight(w0, lam, d, axis))
 
         lam0 = self.directions.new_zeros(self.hooked.memory_shape[0], self.rank)
-        _, jvp = torch.func.linearize(f, lam0)
+        def jvp(x: Tensor) -> Tensor:
+            return torch.func.jvp(f, (lam0,), (x,))[1]
+
         _, vjp = torch.func.vjp(f, lam0)
         target = (sqrt_region * (goal.target_linear - base)).detach()
         result = memory.least_squares_cg(jvp, lambda r: vjp(r)[0], target, lam0, iterations=100)
