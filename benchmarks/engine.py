@@ -1,0 +1,65 @@
+"""Engine speed on this machine: key statistics streaming and one 2001-step edit.
+
+Prints a table and writes ``benchmarks/results/engine.json``. Run:
+``python benchmarks/engine.py [--samples 1000] [--steps 2001]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from lightning_rewrite import HookedLayer, LatentSampler, RewriteModule, __version__
+from lightning_rewrite.callbacks.covariance import collect_second_moment
+from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=2001)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engine.json")
+    args = parser.parse_args()
+    generator = BlocksGenerator().eval()
+    hooked = HookedLayer(generator, "layer3.0")
+
+    start = time.perf_counter()
+    moment = collect_second_moment(hooked, LatentSampler(generator.z_dim), args.samples, batch_size=32, progress=False)
+    stats_s = time.perf_counter() - start
+
+    rows = {"stats_seconds": stats_s, "stats_keys": moment.count, "keys_per_second": moment.count / stats_s}
+    for method, param in (("rank_s", "lambda"), ("rank_s", "projected"), ("full_layer", "lambda")):
+        module = RewriteModule(generator, "layer3.0", domes_to_trees(generator), method=method, parametrization=param)
+        module.set_key_moment(moment)
+        trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        start = time.perf_counter()
+        trainer.fit(module)
+        seconds = time.perf_counter() - start
+        rows[f"{method}/{param}_edit_seconds"] = seconds
+        rows[f"{method}/{param}_ms_per_step"] = 1000 * seconds / args.steps
+
+    result = {"version": __version__, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+              "threads": torch.get_num_threads(), "samples": args.samples, "steps": args.steps,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **rows}
+    table = Table(title=f"engine on the demo generator (layer3.0, N=32, {args.samples} latents, {args.steps} steps)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
