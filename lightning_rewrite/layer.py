@@ -135,7 +135,8 @@ class Captured:
 
 
 class HookedLayer:
-    """A generator plus the dotted name of one layer to rewrite.
+    """A generator plus the dotted name of one layer to rewrite (or a name from the model's
+    ``layer_aliases``, such as StyleGAN2's official ``layer8``).
 
     ``value_layer`` names the module whose output is the value; by default it is the layer
     itself, or the activation that directly follows it in a Sequential.
@@ -144,6 +145,9 @@ class HookedLayer:
     def __init__(self, model: nn.Module, layer: str, value_layer: str | None = None) -> None:
         modules = dict(model.named_modules())
         candidates = rewritable_layers(model)
+        aliases = getattr(model, "layer_aliases", None) or {}
+        self.alias = layer if layer in aliases else None
+        layer = aliases.get(layer, layer)
         if layer not in modules:
             raise RewriteError(
                 f"{type(model).__name__} has no layer {layer!r}; nearest rewritable layers: {_nearest(layer, candidates)}"
