@@ -1,0 +1,68 @@
+"""load_generator on checkpoints written here in rosinality's format; errors in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lightning_rewrite import LatentSampler, RewriteError
+from lightning_rewrite.models.loading import describe_layers, load_generator
+from lightning_rewrite.models.stylegan2 import StyleGAN2Generator
+from test_stylegan2 import rosinality_layout
+
+
+def _rosinality_state(size: int = 32, style_dim: int = 64, n_mlp: int = 3, cm: int = 1) -> dict:
+    g = torch.Generator().manual_seed(0)
+    layout = rosinality_layout(size, style_dim, n_mlp, cm)
+    return {k: torch.randn(shape, generator=g) for k, shape in layout.items()}
+
+
+def test_a_rosinality_checkpoint_loads_with_its_architecture_inferred(tmp_path):
+    state = _rosinality_state()
+    avg = torch.randn(64)
+    path = tmp_path / "church.pt"
+    torch.save({"g_ema": state, "g": state, "latent_avg": avg, "args": {"size": 32}}, path)
+    model = load_generator(path)
+    assert isinstance(model, StyleGAN2Generator)
+    assert (model.size, model.style_dim, model.n_mlp) == (32, 64, 3)
+    assert torch.equal(model.latent_avg, avg)
+    assert torch.equal(model.state_dict()["convs.3.conv.weight"], state["convs.3.conv.weight"])
+    z = LatentSampler(64).take([3])
+    with torch.no_grad():
+        assert torch.equal(model(z), model(z))
+
+    st = tmp_path / "g.safetensors"
+    save_file(state, str(st))
+    again = load_generator(st)
+    with torch.no_grad():
+        assert torch.equal(again(z, truncation=1.0), model(z, truncation=1.0))
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(RewriteError, match="does not exist"):
+        load_generator(tmp_path / "nope.pt")
+    state = _rosinality_state()
+    state.pop("convs.1.noise.weight")
+    state["extra.weight"] = torch.zeros(1)
+    state["convs.2.activate.bias"] = torch.zeros(7)
+    path = tmp_path / "broken.pt"
+    torch.save({"g_ema": state}, path)
+    with pytest.raises(RewriteError) as err:
+        load_generator(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "missing: convs.1.noise.weight" in msg and "unexpected: extra.weight" in msg
+    assert "convs.2.activate.bias (7,)≠(512,)" in msg
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(RewriteError, match="not a readable PyTorch checkpoint"):
+        load_generator(junk)
+
+
+def test_describe_layers_lists_what_a_user_needs_to_pick_one():
+    model = StyleGAN2Generator(16, style_dim=8, n_mlp=1, widths={4: 8, 8: 6, 16: 4}).eval()
+    rows = describe_layers(model, LatentSampler(8).take([0]))
+    assert [r["alias"] for r in rows] == ["layer2", "layer3", "layer4", "layer5", "layer6"]
+    assert rows[-1] == {"name": "convs.3", "alias": "layer6", "key_dim": 4, "memory": [36, 4],
+                        "value_shape": [4, 16, 16], "resolution": "16×16"}
