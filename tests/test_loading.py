@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -22,7 +24,8 @@ def test_a_rosinality_checkpoint_loads_with_its_architecture_inferred(tmp_path):
     state = _rosinality_state()
     avg = torch.randn(64)
     path = tmp_path / "church.pt"
-    torch.save({"g_ema": state, "g": state, "latent_avg": avg, "args": {"size": 32}}, path)
+    args = argparse.Namespace(size=32, latent=64, n_mlp=3, channel_multiplier=1)  # as rosinality's train.py saves
+    torch.save({"g_ema": state, "g": state, "latent_avg": avg, "args": args}, path)
     model = load_generator(path)
     assert isinstance(model, StyleGAN2Generator)
     assert (model.size, model.style_dim, model.n_mlp) == (32, 64, 3)

@@ -7,6 +7,7 @@ or ``.safetensors``. The architecture is inferred from the tensors.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from pathlib import Path
@@ -31,7 +32,9 @@ def read_state(path: str | os.PathLike) -> dict:
     if p.suffix == ".pkl":
         raise RewriteError(f"{p.name}: NVIDIA .pkl checkpoints are not supported yet; convert to a state dict (.pt)")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        # rosinality's training script saves its argparse.Namespace beside the weights: inert, allowed
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report any unreadable file in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RewriteError(f"{p.name} is not a readable PyTorch checkpoint ({first[:200]})") from None
