@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -80,7 +80,7 @@ def _sample_to_json(sample: Sample) -> Any:
     return sample if isinstance(sample, int) else {"z": torch.as_tensor(sample).flatten().tolist()}
 
 
-def _sample_from_json(value: Any, what: str, shape: tuple[int, ...] | None = None) -> Sample:
+def _sample_from_json(value: Any, what: str) -> Sample:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, dict) and "z" in value:

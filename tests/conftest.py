@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_rewrite.demo import BlocksGenerator, block_mask, domes_to_trees  # noqa: F401
+from lightning_rewrite.demo import BlocksGenerator
 
 os.environ.setdefault("WANDB_MODE", "offline")
 

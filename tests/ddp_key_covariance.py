@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import BlocksGenerator, domes_to_trees  # noqa: E402
-
-from lightning_rewrite import RewriteModule  # noqa: E402
-from lightning_rewrite.callbacks import KeyCovariance  # noqa: E402
+from lightning_rewrite import RewriteModule
+from lightning_rewrite.callbacks import KeyCovariance
+from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
 
 
 def main(out: str, samples: int) -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import domes_to_trees, quiet_trainer
+from conftest import quiet_trainer
+from lightning_rewrite.demo import domes_to_trees
 from lightning_rewrite import LatentSampler, RewriteError, RewriteModule, memory
 from lightning_rewrite.callbacks import KeyCovariance, ProjectedOptimizer
 
