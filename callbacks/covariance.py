@@ -112,8 +112,10 @@ class KeyCovariance(pl.Callback):
 
     def compute(self, trainer: pl.Trainer | None, hooked: HookedLayer, latents: LatentSampler) -> SecondMoment:
         """The statistics, from the cache when valid, else streamed (sharded under DDP)."""
-        digest, desc = self.cache_key(hooked, latents)
-        path = self.cache_dir / f"{hooked.name}-{digest}.safetensors" if self.cache_dir else None
+        path = None
+        if self.cache_dir:  # the key costs a forward pass and a hash of the upstream weights
+            digest, desc = self.cache_key(hooked, latents)
+            path = self.cache_dir / f"{hooked.name}-{digest}.safetensors"
         moment = self._load(path, digest, hooked.key_dim) if path else None
         if moment is not None:
             self.last_source = "cache"

@@ -48,6 +48,7 @@ def main() -> None:
     for col in ("method", "goal error", "change outside matched keys", "seconds"):
         table.add_column(col)
     results = {}
+    matched = None
     for method, lr in (("rank_s", 0.05), ("full_layer", 0.01)):
         module = RewriteModule(generator, "layer3.0", request, method=method, lr=lr)
         trainer = pl.Trainer(max_steps=args.steps, accelerator="auto", devices=1, logger=False,
@@ -61,10 +62,11 @@ def main() -> None:
         with torch.no_grad():
             v = module.hooked.layer_forward(goal.inputs)
             error = float(((v - goal.target) * goal.region).norm() / (goal.target * goal.region).norm())
-            ref = results["rank_s"]
-            d = ref.directions[:, 0]
-            score = (ref.hooked.keys(held_out) * d[None, :, None, None]).sum(1).abs()
-            matched = torch.nn.functional.max_pool2d((score >= score.flatten().quantile(0.9)).float()[:, None], 3, 1, 1)[:, 0] > 0
+            if matched is None:  # locations whose keys match the rank_s direction (top 10% of |dᵀk|, dilated)
+                d = module.directions[:, 0]
+                score = (module.hooked.keys(held_out) * d[None, :, None, None]).sum(1).abs()
+                top = (score >= score.flatten().quantile(0.9)).float()[:, None]
+                matched = torch.nn.functional.max_pool2d(top, 3, 1, 1)[:, 0] > 0
             change = (module.hooked.values(held_out) - module.hooked.values(held_out, module.weight0)).norm(dim=1)
         table.add_row(method, f"{error:.4f}", f"{float(change[~matched].mean()):.4f}", f"{seconds:.1f}")
     console.print(table)

@@ -144,20 +144,20 @@ class HookedLayer:
 
     def __init__(self, model: nn.Module, layer: str, value_layer: str | None = None) -> None:
         modules = dict(model.named_modules())
-        candidates = rewritable_layers(model)
         aliases = getattr(model, "layer_aliases", None) or {}
         self.alias = layer if layer in aliases else None
         layer = aliases.get(layer, layer)
         if layer not in modules:
             raise RewriteError(
-                f"{type(model).__name__} has no layer {layer!r}; nearest rewritable layers: {_nearest(layer, candidates)}"
+                f"{type(model).__name__} has no layer {layer!r}; nearest rewritable layers: "
+                f"{_nearest(layer, rewritable_layers(model))}"
             )
         module = modules[layer]
         adapter = _adapter_for(module)
         if adapter is None:
             raise RewriteError(
                 f"layer {layer!r} is a {type(module).__name__}, which has no weight to rewrite; "
-                f"nearest rewritable layers: {_nearest(layer, candidates)}"
+                f"nearest rewritable layers: {_nearest(layer, rewritable_layers(model))}"
             )
         self.model = model
         self.name = layer

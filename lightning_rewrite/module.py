@@ -201,10 +201,14 @@ class RewriteModule(pl.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------
 
+    def _lambda(self) -> Tensor:
+        """Λ (M, S) in weight units, from the key-scaled parameter."""
+        return self.lam / self.key_scale
+
     def current_weight(self) -> Tensor:
         """The layer's weight as the edit stands now."""
         if self.lam is not None:
-            return memory.low_rank_weight(self.weight0, self.lam / self.key_scale, self.directions, self.hooked.key_axis)
+            return memory.low_rank_weight(self.weight0, self._lambda(), self.directions, self.hooked.key_axis)
         return self.hooked.weight
 
     def goal_loss(self) -> Tensor:
@@ -226,7 +230,7 @@ class RewriteModule(pl.LightningModule):
         loss = self.goal_loss()
         self.log("train/loss", loss, prog_bar=True)
         if self.lam is not None:
-            self.log("train/lambda_norm", (self.lam / self.key_scale).detach().norm())
+            self.log("train/lambda_norm", self._lambda().detach().norm())
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -289,7 +293,7 @@ class RewriteModule(pl.LightningModule):
         if self.method == "rank_s":
             d = self.directions.detach().clone()
             if self.lam is not None:
-                lam = (self.lam / self.key_scale).detach().clone()
+                lam = self._lambda().detach().clone()
             else:
                 lam = memory.as_memory(h.weight.detach() - self.weight0, h.key_axis) @ d
             return Change(**base, directions=d, lam=lam)
