@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from lightning_rewrite import LatentSampler, RewriteError
-from lightning_rewrite.models.loading import describe_layers, load_generator
+from lightning_rewrite.models import describe_layers, load_generator
 from lightning_rewrite.models.stylegan2 import StyleGAN2Generator
 from test_stylegan2 import rosinality_layout
 
@@ -69,3 +70,18 @@ def test_describe_layers_lists_what_a_user_needs_to_pick_one():
     assert [r["alias"] for r in rows] == ["layer2", "layer3", "layer4", "layer5", "layer6"]
     assert rows[-1] == {"name": "convs.3", "alias": "layer6", "key_dim": 4, "memory": [36, 4],
                         "value_shape": [4, 16, 16], "resolution": "16×16"}
+
+
+def test_the_layers_command_lists_a_checkpoints_layers(tmp_path, capsys):
+    from lightning_rewrite.models.__main__ import main
+
+    path = tmp_path / "g.pt"
+    torch.save(_rosinality_state(), path)
+    assert main([str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1] == {"name": "convs.5", "alias": "layer8", "key_dim": 512, "memory": [4608, 512],
+                        "value_shape": [512, 32, 32], "resolution": "32×32"}
+    assert main([str(path)]) == 0
+    assert "layer8" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err

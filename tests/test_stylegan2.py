@@ -6,49 +6,44 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lightning_rewrite import HookedLayer, LatentSampler
-from lightning_rewrite.models.stylegan2 import ModulatedConv2d, StyleGAN2Generator, upfirdn2d
+from lightning_rewrite.models import load_generator
+from lightning_rewrite.models.stylegan2 import ModulatedConv2d, StyleGAN2Generator
 
 
-def fused_modulated_conv(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    """The fused form: weight modulated and demodulated per sample, one grouped convolution."""
-    b, cin, h, w = x.shape
-    s = conv.modulation(style).view(b, 1, cin, 1, 1)
-    weight = conv.scale * conv.weight * s  # (b, out, in, k, k)
-    if conv.demodulate:
-        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
-    k = conv.kernel_size
-    if conv.upsample:
-        weight = weight.transpose(1, 2).reshape(b * cin, conv.out_channel, k, k)
-        out = F.conv_transpose2d(x.reshape(1, b * cin, h, w), weight, stride=2, groups=b)
-        out = out.view(b, conv.out_channel, *out.shape[2:])
-        return upfirdn2d(out, conv.blur.kernel, pad=conv.blur.pad)
-    out = F.conv2d(x.reshape(1, b * cin, h, w), weight.reshape(b * conv.out_channel, cin, k, k),
-                   padding=conv.padding, groups=b)
-    return out.view(b, conv.out_channel, h, w)
-
-
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("upsample", [False, True])
 @pytest.mark.parametrize("demodulate", [True, False])
-def test_split_modulated_conv_equals_the_fused_form(upsample, demodulate):
+def test_split_modulated_conv_equals_the_fused_form(upsample, demodulate, dtype):
     torch.manual_seed(0)
-    conv = ModulatedConv2d(12, 10, 3, style_dim=16, demodulate=demodulate, upsample=upsample).double()
-    x = torch.randn(3, 12, 8, 8, dtype=torch.float64, requires_grad=True)
-    style = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    conv = ModulatedConv2d(12, 10, 3, style_dim=16, demodulate=demodulate, upsample=upsample).to(dtype)
+    x = torch.randn(3, 12, 8, 8, dtype=dtype, requires_grad=True)
+    style = torch.randn(3, 16, dtype=dtype, requires_grad=True)
     grads = []
     outs = []
-    for fn in (conv, lambda a, b: fused_modulated_conv(conv, a, b)):
-        out = fn(x, style)
+    for fused in (False, True):  # split (ours) vs StyleGAN2's grouped convolution of a modulated weight
+        conv.fused = fused
+        out = conv(x, style)
         outs.append(out)
         g = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum(),
                                 [x, style, conv.weight])
         grads.append(g)
-    assert outs[0].shape == (3, 10, 16, 16) if upsample else (3, 10, 8, 8)
+    assert outs[0].shape == ((3, 10, 16, 16) if upsample else (3, 10, 8, 8))
     assert (outs[0] - outs[1]).abs().max() <= 1e-5 * outs[1].abs().max()
     for a, b in zip(*grads):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_the_generator_draws_the_same_images_with_fused_convolutions():
+    torch.manual_seed(1)
+    model = StyleGAN2Generator(32, style_dim=16, n_mlp=2, widths={4: 16, 8: 12, 16: 8, 32: 8}).eval()
+    z = LatentSampler(16).take([0, 1])
+    with torch.no_grad():
+        split = model(z)
+        fused = model.set_fused(True)(z)
+        assert torch.equal(model.set_fused(False)(z), split)
+    assert (split - fused).abs().max() <= 1e-5 * split.abs().max()
 
 
 def rosinality_layout(size: int, style_dim: int, n_mlp: int, channel_multiplier: int) -> dict[str, tuple[int, ...]]:
@@ -94,18 +89,18 @@ def rosinality_layout(size: int, style_dim: int, n_mlp: int, channel_multiplier:
     return shapes
 
 
-def test_a_full_size_256px_rosinality_state_dict_loads_and_samples_deterministically():
+def test_a_full_size_256px_rosinality_checkpoint_loads_and_samples_deterministically(tmp_path):
     layout = rosinality_layout(256, 512, 8, 2)
     assert len(layout) == 135
     g = torch.Generator().manual_seed(0)
     state = {k: torch.randn(shape, generator=g) * 0.5 for k, shape in layout.items()}
-    model = StyleGAN2Generator(256, 512, 8, channel_multiplier=2)
-    result = model.load_state_dict(state, strict=False)
-    assert not result.missing_keys or result.missing_keys == ["latent_avg"]
-    assert not result.unexpected_keys
+    path = tmp_path / "stylegan2-church-config-f.pt"
+    torch.save({"g_ema": state, "latent_avg": torch.randn(512, generator=g)}, path)
+    model = load_generator(path)  # raises on any missing, unexpected or mis-shaped key
+    assert (model.size, model.style_dim, model.n_mlp, model.channels[64]) == (256, 512, 8, 512)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != "latent_avg"}
     assert own == layout
-    model.eval()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     z = LatentSampler(512).take([0, 1])
     with torch.no_grad():
         a, b = model(z), model(z)

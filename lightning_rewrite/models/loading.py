@@ -1,8 +1,11 @@
-"""``load_generator``: a checkpoint file → a generator module, with no network access.
+"""``load_generator``: a checkpoint file → a generator module, with no network access and
+without executing pickled code.
 
-Recognised so far: rosinality stylegan2-pytorch checkpoints (``{"g_ema": ..., "latent_avg":
-...}``), and plain StyleGAN2 state dicts in ``.pt``/``.pth`` (read with ``weights_only=True``)
-or ``.safetensors``. The architecture is inferred from the tensors.
+Recognised: rosinality stylegan2-pytorch checkpoints (``{"g_ema": ..., "latent_avg": ...}``) and
+their bare state dicts; NVIDIA stylegan2-ada / stylegan3 ``.pkl`` snapshots (StyleGAN2 ``G_ema``,
+read by a restricted unpickler); GAN Dissection Progressive GAN state dicts (``layerN.conv.weight``,
+also wrapped in ``{"state_dict": ...}`` or in the older ``features.N`` names). ``.pt``/``.pth`` are
+read with ``weights_only=True``; ``.safetensors`` too. The architecture is inferred from the tensors.
 """
 
 from __future__ import annotations
@@ -16,21 +19,23 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import RewriteError
-from ..layer import HookedLayer, rewritable_layers
+from .nvidia import generator_holder, read_nvidia_pickle, stylegan2_from_nvidia
+from .proggan import ProgressiveGenerator, from_old_layout, output_name_of, proggan_sizes
 from .stylegan2 import StyleGAN2Generator
 
 
 def read_state(path: str | os.PathLike) -> dict:
-    """The tensors of a checkpoint file, without executing pickled code."""
+    """The contents of a checkpoint file, without executing pickled code (an NVIDIA pickle comes
+    back as ``{"nvidia": contents}``)."""
     p = Path(path)
     if not p.is_file():
-        raise RewriteError(f"checkpoint {os.fspath(path)!r} does not exist; give the path of a .pt, .pth or .safetensors file")
+        raise RewriteError(f"checkpoint {os.fspath(path)!r} does not exist; give the path of a .pt, .pth, .pkl or .safetensors file")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(p))
     if p.suffix == ".pkl":
-        raise RewriteError(f"{p.name}: NVIDIA .pkl checkpoints are not supported yet; convert to a state dict (.pt)")
+        return {"nvidia": read_nvidia_pickle(p)}
     try:
         # rosinality's training script saves its argparse.Namespace beside the weights: inert, allowed
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -73,32 +78,39 @@ def load_checked(model: nn.Module, state: dict[str, Tensor]) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def proggan_from_state(state: dict[str, Tensor]) -> ProgressiveGenerator:
+    """A ProgressiveGenerator whose depths fit a GAN Dissection state dict."""
+    if "features.0.conv.weight" in state:
+        state = from_old_layout(state)
+    sizes = proggan_sizes(state)
+    output = output_name_of(state)
+    if len(sizes) < 2 or output is None:
+        raise RewriteError("not a GAN Dissection Progressive GAN state dict: it needs layer1.conv.weight, "
+                           "layer2.conv.weight and one output block (output_RxR.* or output.*)")
+    model = ProgressiveGenerator(sizes, output_name=output)
+    load_checked(model, state)
+    return model
+
+
 def load_generator(path: str | os.PathLike) -> nn.Module:
     """Load a generator from a checkpoint file (see the module docstring for the formats)."""
     state = read_state(path)
+    name = Path(path).name
     if not isinstance(state, dict):
-        raise RewriteError(f"{Path(path).name} holds a {type(state).__name__}, not a state dict")
-    if "g_ema" in state:
+        raise RewriteError(f"{name} holds a {type(state).__name__}, not a state dict")
+    if "nvidia" in state:
+        model = stylegan2_from_nvidia(generator_holder(state["nvidia"], name))
+    elif "g_ema" in state:
         model = stylegan2_from_state(state["g_ema"], state.get("latent_avg"))
     elif "style.1.weight" in state:
         model = stylegan2_from_state({k: v for k, v in state.items() if k != "latent_avg"}, state.get("latent_avg"))
+    elif isinstance(state.get("state_dict"), dict):
+        model = proggan_from_state(state["state_dict"])
+    elif "layer1.conv.weight" in state or "features.0.conv.weight" in state:
+        model = proggan_from_state(state)
     else:
         sample = ", ".join(list(state)[:4])
-        raise RewriteError(f"{Path(path).name}: unrecognised checkpoint layout (first keys: {sample}); "
-                           "expected a rosinality StyleGAN2 checkpoint ('g_ema') or its state dict")
+        raise RewriteError(f"{name}: unrecognised checkpoint layout (first keys: {sample}); expected a rosinality "
+                           "StyleGAN2 checkpoint ('g_ema') or state dict, an NVIDIA .pkl, or a GAN Dissection "
+                           "ProGAN state dict ('layer1.conv.weight')")
     return model.eval()
-
-
-def describe_layers(model: nn.Module, z: Tensor) -> list[dict]:
-    """For each rewritable layer: name, official alias, key dimension N, value shape and
-    resolution — what a user needs to pick a layer. ``z`` is one latent batch to run."""
-    aliases = {v: k for k, v in (getattr(model, "layer_aliases", None) or {}).items()}
-    rows = []
-    for name in rewritable_layers(model):
-        hooked = HookedLayer(model, name)
-        with torch.no_grad():
-            value = hooked.values(z[:1])
-        rows.append({"name": name, "alias": aliases.get(name), "key_dim": hooked.key_dim,
-                     "memory": list(hooked.memory_shape), "value_shape": list(value.shape[1:]),
-                     "resolution": "×".join(str(s) for s in value.shape[2:]) or "-"})
-    return rows

@@ -105,6 +105,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.in_channel, self.out_channel, self.kernel_size = in_channel, out_channel, kernel_size
         self.upsample, self.demodulate = upsample, demodulate
+        self.fused = False
         if upsample:
             factor = 2
             p = len(blur_kernel) - factor - (kernel_size - 1)
@@ -120,6 +121,8 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         s = self.styles(style)
+        if self.fused:
+            return self._fused(x, s)
         keys = x * s[:, :, None, None]
         w = self.weight[0] * self.scale  # (out, in, k, k)
         if self.upsample:
@@ -132,6 +135,22 @@ class ModulatedConv2d(nn.Module):
             demod = torch.rsqrt(torch.einsum("oikl,bi->bo", w.pow(2), s.pow(2)) + 1e-8)
             out = out * demod[:, :, None, None]
         return out
+
+    def _fused(self, x: Tensor, s: Tensor) -> Tensor:
+        """StyleGAN2's original form: a per-sample modulated (and demodulated) weight applied
+        as one grouped convolution. Same numbers; kept for comparison (``fused = True``)."""
+        b, cin, h, w = x.shape
+        k = self.kernel_size
+        weight = self.scale * self.weight * s.view(b, 1, cin, 1, 1)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
+        x = x.reshape(1, b * cin, h, w)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * cin, self.out_channel, k, k)
+            out = F.conv_transpose2d(x, weight, stride=2, groups=b)
+            return self.blur(out.view(b, self.out_channel, *out.shape[2:]))
+        out = F.conv2d(x, weight.reshape(b * self.out_channel, cin, k, k), padding=self.padding, groups=b)
+        return out.view(b, self.out_channel, h, w)
 
 
 class NoiseInjection(nn.Module):
@@ -268,6 +287,13 @@ class StyleGAN2Generator(nn.Module):
         names = {"layer2": "conv1"}
         names.update({f"layer{i + 3}": f"convs.{i}" for i in range(len(self.convs))})
         return names
+
+    def set_fused(self, fused: bool = True) -> "StyleGAN2Generator":
+        """Run every modulated convolution in the fused (grouped) form instead of the split one."""
+        for m in self.modules():
+            if isinstance(m, ModulatedConv2d):
+                m.fused = fused
+        return self
 
     def mean_latent(self, n: int = 4096, seed: int = 0) -> Tensor:
         """The mean w over ``n`` seeded z (to fill ``latent_avg`` for a model that lacks it)."""
