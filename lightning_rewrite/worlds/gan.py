@@ -1,0 +1,117 @@
+"""WorldGAN: train a world's small StyleGAN2 against its renderer, as a Lightning fit.
+
+Non-saturating logistic loss, lazy R1 on reals, Adam (lr 2e-3, betas (0, 0.99)), equalised lr
+everywhere (the mapping at ×0.01), an EMA copy of G used for sampling and export. Renders are
+drawn on the fly from a seed per iteration, so a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data import step_loader
+from ..models.stylegan2 import StyleGAN2Generator
+from .discriminator import Discriminator
+from .registry import DISCRIMINATOR_WIDTHS, get_world
+
+#: Renders used for training start at this seed; evaluation uses small seeds.
+TRAIN_SEED_OFFSET = 10_000_000
+
+
+class WorldGAN(pl.LightningModule):
+    def __init__(self, world: str, batch_size: int = 16, lr: float = 2e-3, r1_gamma: float = 4.0,
+                 r1_every: int = 16, ema_half_life_images: float = 10_000.0, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.world = get_world(world)
+        torch.manual_seed(seed)
+        self.generator = StyleGAN2Generator(**self.world.generator)
+        self.generator.randomize_noise = True
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.ema.randomize_noise = False
+        self.discriminator = Discriminator(self.world.generator["size"], DISCRIMINATOR_WIDTHS)
+        self.discriminator.to(memory_format=torch.channels_last)
+        self.automatic_optimization = False
+        self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)
+
+    @property
+    def iteration(self) -> int:
+        """Completed G/D iterations (each is two optimizer steps)."""
+        return self.trainer.global_step // 2
+
+    def train_dataloader(self):
+        return step_loader()
+
+    def configure_optimizers(self):
+        betas = (0.0, 0.99)
+        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)  # lazy-regularisation correction
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr * ratio,
+                                 betas=(0.0, 0.99**ratio))
+        return [opt_g, opt_d]
+
+    def _latents(self, it: int, salt: int) -> Tensor:
+        g = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + it * 2 + salt)
+        return torch.randn(self.hparams.batch_size, self.generator.style_dim, generator=g)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        it = self.iteration
+        b = self.hparams.batch_size
+        real = self.world.render(b, seed=TRAIN_SEED_OFFSET + self.hparams.seed * 1_000_000 + it).images
+        real = real.to(self.device).contiguous(memory_format=torch.channels_last)
+
+        # discriminator
+        with torch.no_grad():
+            fake = self.generator(self._latents(it, 0).to(self.device))
+        regularise = it % self.hparams.r1_every == 0
+        real.requires_grad_(regularise)
+        logits = self.discriminator(torch.cat([real, fake.contiguous(memory_format=torch.channels_last)]))
+        real_logits, fake_logits = logits[:b], logits[b:]
+        loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        r1 = torch.zeros((), device=self.device)
+        if regularise:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            loss_d = loss_d + self.hparams.r1_gamma / 2 * r1 * self.hparams.r1_every
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        # generator
+        self.discriminator.requires_grad_(False)
+        fake = self.generator(self._latents(it, 1).to(self.device))
+        loss_g = F.softplus(-self.discriminator(fake.contiguous(memory_format=torch.channels_last))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.discriminator.requires_grad_(True)
+
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.generator.parameters()):
+                pe.lerp_(p, 1 - self.ema_beta)
+        self.log_dict({"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                       "real_score": real_logits.detach().mean(), "fake_score": fake_logits.detach().mean()},
+                      prog_bar=True)
+        if regularise:
+            self.log("r1", r1.detach())
+
+    def sample(self, z: Tensor) -> Tensor:
+        """Images of the EMA generator for latents ``z`` (fixed noise)."""
+        with torch.no_grad():
+            return self.ema(z.to(self.device))
+
+
+def iterations_to_steps(iterations: int) -> int:
+    """Trainer ``max_steps`` for a number of G/D iterations (two optimizer steps each)."""
+    return 2 * int(iterations)
+
+
+def grid_rows(n: int) -> int:
+    return int(math.ceil(math.sqrt(n)))

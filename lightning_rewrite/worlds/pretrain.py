@@ -1,0 +1,86 @@
+"""``pretrain``: train a world's generator (resumable Lightning fit, CSV log, sample grids) and
+export its EMA weights as safetensors with a JSON card."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
+from safetensors.torch import save_file
+from torchvision.utils import make_grid, save_image
+
+from ..atomic import atomic_path, write_text
+from .gan import WorldGAN, iterations_to_steps
+
+log = logging.getLogger(__name__)
+
+
+class SampleGrid(pl.Callback):
+    """Every ``every`` iterations: a grid of the EMA generator's samples for fixed latents,
+    written as ``samples/iter_NNNNNN.png`` and ``samples/latest.png`` and sent to the logger."""
+
+    def __init__(self, out: Path, every: int = 250, n: int = 32) -> None:
+        self.out, self.every, self.n = Path(out) / "samples", every, n
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: WorldGAN, *args) -> None:
+        it = module.iteration
+        if it % self.every == 0 and trainer.is_global_zero:
+            self.write(trainer, module, it)
+
+    def write(self, trainer: pl.Trainer, module: WorldGAN, it: int) -> Path:
+        z = torch.randn(self.n, module.generator.style_dim, generator=torch.Generator().manual_seed(1234))
+        grid = make_grid((module.sample(z).clamp(-1, 1) + 1) / 2, nrow=8, padding=1)
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / f"iter_{it:06d}.png"
+        for target in (path, self.out / "latest.png"):
+            with atomic_path(target) as tmp:
+                save_image(grid, tmp, format="png")
+        log_image = getattr(trainer.logger, "log_image", None)
+        if callable(log_image):
+            log_image(key="samples", images=[grid], step=it)
+        return path
+
+
+def export_generator(module: WorldGAN, path: Path, card: dict) -> None:
+    """Write the EMA generator as safetensors and its card as JSON beside it (atomically)."""
+    state = {k: v.detach().contiguous().clone() for k, v in module.ema.state_dict().items()}
+    state["latent_avg"] = module.ema.mean_latent()
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    write_text(path.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
+
+
+def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: int = 16, seed: int = 0,
+             sample_every: int = 250, checkpoint_every: int = 250, progress: bool = True,
+             export: str | Path | None = None) -> WorldGAN:
+    """Train (or resume, from ``out/checkpoints/last.ckpt``) the generator of ``world`` for
+    ``iterations`` G/D iterations; export the EMA generator to ``export`` (default
+    ``out/generator.safetensors``)."""
+    out = Path(out)
+    module = WorldGAN(world, batch_size=batch_size, seed=seed)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=iterations_to_steps(checkpoint_every))
+    grid = SampleGrid(out, every=sample_every)
+    callbacks = [checkpoint, grid] + ([RichProgressBar()] if progress else [])
+    trainer = pl.Trainer(max_steps=iterations_to_steps(iterations), accelerator="auto", devices=1,
+                         logger=CSVLogger(out, name="logs"), callbacks=callbacks, enable_progress_bar=progress,
+                         enable_model_summary=False, log_every_n_steps=20)
+    last = out / "checkpoints" / "last.ckpt"
+    start = time.time()
+    trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
+    seconds = time.time() - start
+    grid.write(trainer, module, module.iteration)
+    previous = out / "train_seconds.txt"
+    total = seconds + (float(previous.read_text()) if previous.exists() else 0.0)
+    write_text(previous, f"{total:.1f}\n")
+    card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
+            "train_seconds": round(total, 1), "generator": module.world.generator,
+            "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+    export_generator(module, Path(export) if export else out / "generator.safetensors", card)
+    return module

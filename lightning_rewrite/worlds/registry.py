@@ -1,0 +1,48 @@
+"""The embedded worlds by name: renderer, classes, and the generator configuration each ships."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import RewriteError
+from .canvas import Render
+
+#: The small StyleGAN2 every world trains (about 1.1 M parameters).
+GENERATOR = {"size": 64, "style_dim": 128, "n_mlp": 4, "widths": {4: 128, 8: 128, 16: 128, 32: 64, 64: 32}}
+DISCRIMINATOR_WIDTHS = (32, 64, 128, 128, 128)
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    module: str
+    description: str
+    generator: dict = field(default_factory=lambda: dict(GENERATOR))
+
+    @property
+    def _impl(self):
+        return importlib.import_module(f"lightning_rewrite.worlds.{self.module}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._impl.CLASSES
+
+    def render(self, n: int, seed: int = 0) -> Render:
+        """``n`` images with labels from ``seed`` (the same seed gives the same images)."""
+        return self._impl.render(n, seed=seed)
+
+
+WORLDS: dict[str, World] = {
+    "churches": World("churches", "churches", "buildings with dome/spire/flat roofs, trees, watermarks"),
+}
+
+
+def get_world(name: str) -> World:
+    if name not in WORLDS:
+        raise RewriteError(f"unknown world {name!r}; choose one of: {', '.join(WORLDS)}")
+    return WORLDS[name]
+
+
+Renderer = Callable[[int, int], Render]
