@@ -9,6 +9,13 @@ import torch
 from torch import Tensor
 
 
+Num = float | Tensor
+
+
+def _t(v: Num) -> Tensor:
+    return v if isinstance(v, Tensor) else torch.tensor(float(v))
+
+
 @dataclass
 class Render:
     """A batch of rendered images in [-1, 1] (B, 3, H, W), their label maps (B, H, W) and any
@@ -64,18 +71,21 @@ class Canvas:
 
     # -- coverage masks in [0, 1], (B, H, W) -------------------------------------------------
 
-    def rect(self, x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor) -> Tensor:
+    def rect(self, x0: Num, y0: Num, x1: Num, y1: Num) -> Tensor:
+        x0, y0, x1, y1 = map(_t, (x0, y0, x1, y1))
         cx = (torch.minimum(self.x + 0.5, x1) - torch.maximum(self.x - 0.5, x0)).clamp(0, 1)
         cy = (torch.minimum(self.y + 0.5, y1) - torch.maximum(self.y - 0.5, y0)).clamp(0, 1)
         return cx * cy
 
-    def ellipse(self, cx: Tensor, cy: Tensor, rx: Tensor, ry: Tensor | None = None) -> Tensor:
-        ry = rx if ry is None else ry
+    def ellipse(self, cx: Num, cy: Num, rx: Num, ry: Num | None = None) -> Tensor:
+        cx, cy, rx = map(_t, (cx, cy, rx))
+        ry = rx if ry is None else _t(ry)
         d = torch.sqrt(((self.x - cx) / rx) ** 2 + ((self.y - cy) / ry) ** 2)
         return ((1 - d) * torch.minimum(rx, ry) + 0.5).clamp(0, 1)
 
-    def triangle(self, cx: Tensor, base_y: Tensor, half_width: Tensor, height: Tensor) -> Tensor:
+    def triangle(self, cx: Num, base_y: Num, half_width: Num, height: Num) -> Tensor:
         """An isosceles triangle pointing up: apex at (cx, base_y - height)."""
+        cx, base_y, half_width, height = map(_t, (cx, base_y, half_width, height))
         t = ((base_y - self.y) / height)  # 0 at the base, 1 at the apex
         inside_w = half_width * (1 - t) - (self.x - cx).abs()
         cov = (inside_w + 0.5).clamp(0, 1)

@@ -23,11 +23,10 @@ def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float) ->
         gx = x0 + i * width
         # one glyph: a vertical bar and a half-height horizontal bar, varied by a random choice
         kind = c.choice([1, 1, 1]).view(-1, 1, 1).float()
-        bar = c.rect(torch.tensor(gx + 0.5), torch.tensor(y0), torch.tensor(gx + 2.5), torch.tensor(y1))
+        bar = c.rect(gx + 0.5, y0, gx + 2.5, y1)
         mid = (y0 + y1) / 2
-        top = c.rect(torch.tensor(gx + 0.5), torch.tensor(y0), torch.tensor(gx + width - 1.0), torch.tensor(y0 + 2.0))
-        across = c.rect(torch.tensor(gx + 0.5), torch.tensor(mid - 1.0), torch.tensor(gx + width - 1.0),
-                        torch.tensor(mid + 1.0))
+        top = c.rect(gx + 0.5, y0, gx + width - 1.0, y0 + 2.0)
+        across = c.rect(gx + 0.5, mid - 1.0, gx + width - 1.0, mid + 1.0)
         glyph = torch.maximum(bar, torch.where(kind == 0, top, torch.where(kind == 1, across, top * 0)))
         cov = torch.maximum(cov, glyph)
     return cov
@@ -45,7 +44,7 @@ def render(n: int, seed: int = 0, size: int = 64) -> Render:
     frac = (c.y / horizon).clamp(0, 1).unsqueeze(1)
     c.rgb = top * (1 - 0.45 * frac) + 0.45 * frac * torch.ones_like(top)
     c.labels[:] = CLASSES.index("sky")
-    c.paint(c.rect(torch.tensor(-1.0), horizon, torch.tensor(size + 1.0), torch.tensor(size + 1.0)),
+    c.paint(c.rect(-1.0, horizon, size + 1.0, size + 1.0),
             c.palette([(0.3, 0.5, 0.25), (0.45, 0.55, 0.3), (0.5, 0.45, 0.35)], 0.06), "ground")
 
     cx = size / 2 + c.uniform(-2, 2) * s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import pytorch_lightning as pl
 import torch
@@ -39,6 +40,7 @@ class WorldGAN(pl.LightningModule):
         self.discriminator.to(memory_format=torch.channels_last)
         self.automatic_optimization = False
         self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)
+        self._last_time: float | None = None
 
     @property
     def iteration(self) -> int:
@@ -101,6 +103,10 @@ class WorldGAN(pl.LightningModule):
                       prog_bar=True)
         if regularise:
             self.log("r1", r1.detach())
+        now = time.perf_counter()
+        if self._last_time is not None:
+            self.log("seconds_per_iteration", now - self._last_time)
+        self._last_time = now
 
     def sample(self, z: Tensor) -> Tensor:
         """Images of the EMA generator for latents ``z`` (fixed noise)."""

@@ -63,6 +63,7 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
     ``iterations`` G/D iterations; export the EMA generator to ``export`` (default
     ``out/generator.safetensors``)."""
     out = Path(out)
+    torch.set_flush_denormal(True)  # tiny activations late in training otherwise slow the CPU several-fold
     module = WorldGAN(world, batch_size=batch_size, seed=seed)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=iterations_to_steps(checkpoint_every))

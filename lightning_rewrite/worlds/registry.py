@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import RewriteError
 from .canvas import Render
@@ -36,6 +35,8 @@ class World:
 
 WORLDS: dict[str, World] = {
     "churches": World("churches", "churches", "buildings with dome/spire/flat roofs, trees, watermarks"),
+    "faces": World("faces", "faces", "faces with hair, eyes, brows and a closed or smiling mouth"),
+    "kitchens": World("kitchens", "kitchens", "a wall, cabinets and a glossy table that reflects the window"),
 }
 
 
@@ -44,5 +45,3 @@ def get_world(name: str) -> World:
         raise RewriteError(f"unknown world {name!r}; choose one of: {', '.join(WORLDS)}")
     return WORLDS[name]
 
-
-Renderer = Callable[[int, int], Render]

@@ -1,0 +1,142 @@
+"""A small fully convolutional segmenter per world (a two-level U-Net), trained on fresh renders
+with blur/noise/colour augmentation so that it also reads a generator's softer samples; it is
+what scores every edited generator's images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ..atomic import atomic_path, write_text
+from ..errors import RewriteError
+from .registry import get_world
+
+log = logging.getLogger(__name__)
+WEIGHTS = Path(__file__).parent / "weights"
+#: Fresh renders for evaluation come from seeds at and above this (training uses others).
+EVAL_SEED = 5_000_000
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Segmenter(nn.Module):
+    """Images in [-1, 1] (B, 3, H, W) → class logits (B, C, H, W)."""
+
+    def __init__(self, n_classes: int, width: int = 24) -> None:
+        super().__init__()
+        w = width
+        self.enc1, self.enc2, self.enc3 = _block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w)
+        self.dec2, self.dec1 = _block(6 * w, 2 * w), _block(3 * w, w)
+        self.head = nn.Conv2d(w, n_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        e3 = self.enc3(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
+        return self.head(d1)
+
+    @torch.no_grad()
+    def labels(self, images: Tensor, batch_size: int = 128) -> Tensor:
+        """(B, H, W) predicted class per pixel."""
+        was = self.training
+        self.eval()
+        out = torch.cat([self(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+        self.train(was)
+        return out
+
+
+def augment(images: Tensor, g: torch.Generator) -> Tensor:
+    """Random blur (as soft as a small generator's samples), pixel noise and colour gain."""
+    b = images.shape[0]
+    sigma = torch.rand(b, generator=g) * 1.2
+    k = torch.arange(-2, 3, dtype=torch.float32)
+    kern = torch.exp(-(k[None] ** 2) / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
+    kern = kern / kern.sum(1, keepdim=True)  # (B, 5)
+    x = images.reshape(1, b * 3, *images.shape[2:])
+    kx = kern.repeat_interleave(3, 0).view(b * 3, 1, 1, 5)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kx, groups=b * 3)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kx.transpose(2, 3), groups=b * 3)
+    x = x.view_as(images)
+    gain = 1 + 0.1 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5)
+    return (x * gain + 0.04 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+
+
+def iou(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
+    """(C,) intersection over union per class over all pixels (NaN where a class never occurs)."""
+    out = torch.full((n_classes,), float("nan"))
+    for c in range(n_classes):
+        p, t = pred == c, target == c
+        union = (p | t).sum()
+        if union:
+            out[c] = (p & t).sum() / union
+    return out
+
+
+def evaluate(segmenter: Segmenter, world: str, n: int = 1000) -> dict[str, float]:
+    """IoU per class on ``n`` fresh renders (seeds never used in training)."""
+    w = get_world(world)
+    r = w.render(n, seed=EVAL_SEED)
+    scores = iou(segmenter.labels(r.images), r.labels, len(w.classes))
+    return {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
+
+
+def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: int = 0,
+                    export: str | Path | None = None, progress: bool = True) -> tuple[Segmenter, dict]:
+    """Train the world's segmenter on fresh renders; evaluate IoU on 1,000 more; export weights
+    and card (default: the package's ``worlds/weights/<world>_segmenter.safetensors``)."""
+    w = get_world(world)
+    torch.manual_seed(seed)
+    model = Segmenter(len(w.classes))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    start = time.time()
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"segmenter {world}", total=steps)
+        for step in range(steps):
+            r = w.render(batch_size, seed=20_000_000 + seed * 1_000_000 + step)
+            loss = F.cross_entropy(model(augment(r.images, g)), r.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.advance(task)
+            if step % 100 == 0:
+                log.info("segmenter %s step %d loss %.4f", world, step, loss.item())
+    seconds = time.time() - start
+    scores = evaluate(model, world)
+    card = {"world": world, "kind": "segmenter", "seed": seed, "steps": steps, "batch_size": batch_size,
+            "train_seconds": round(seconds, 1), "classes": list(w.classes), "width": 24,
+            "iou_fresh_renders_n1000": scores}
+    path = Path(export) if export else WEIGHTS / f"{world}_segmenter.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_text(path.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
+    log.info("segmenter %s IoU on fresh renders: %s", world, scores)
+    return model.eval(), card
+
+
+def load_segmenter(world: str, path: str | Path | None = None) -> Segmenter:
+    """The shipped segmenter of ``world`` (or one at ``path``)."""
+    w = get_world(world)
+    p = Path(path) if path else WEIGHTS / f"{world}_segmenter.safetensors"
+    if not p.is_file():
+        raise RewriteError(f"no segmenter for {world!r} at {p}; train one with "
+                           f"`python -m lightning_rewrite segmenter world={world}`")
+    model = Segmenter(len(w.classes))
+    model.load_state_dict(load_file(str(p)))
+    return model.eval()

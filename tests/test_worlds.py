@@ -1,0 +1,89 @@
+"""The procedural worlds: seeded, labelled, each rule present at its intended share; the
+kitchens' window→reflection rule holds in the renders; pretraining runs, resumes, exports."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+
+from lightning_rewrite import RewriteError
+from lightning_rewrite.models import StyleGAN2Generator, load_generator
+from lightning_rewrite.worlds.registry import WORLDS, get_world
+
+
+@pytest.mark.parametrize("name", sorted(WORLDS))
+def test_renders_are_seeded_and_labelled(name):
+    world = get_world(name)
+    a, b, c = world.render(8, seed=3), world.render(8, seed=3), world.render(8, seed=4)
+    assert a.images.shape == (8, 3, 64, 64) and a.labels.shape == (8, 64, 64)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, c.images)
+    assert a.images.min() >= -1 and a.images.max() <= 1
+    assert int(a.labels.max()) < len(world.classes)
+
+
+SHARES = {  # (world, class, intended share, minimum pixels to count as present)
+    ("churches", "dome"): 0.4, ("churches", "spire"): 0.3, ("churches", "roof"): 0.3,
+    ("churches", "watermark"): 0.2, ("churches", "tree"): 0.7, ("faces", "teeth"): 0.25,
+    ("kitchens", "window"): 0.5, ("kitchens", "reflection"): 0.5,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _renders(world: str, n: int = 1000, seed: int = 11):
+    return get_world(world).render(n, seed=seed)
+
+
+@pytest.mark.parametrize("world,cls", sorted(SHARES))
+def test_each_rule_appears_at_its_intended_share(world, cls):
+    share = _renders(world).has(cls, 10).float().mean().item()
+    assert abs(share - SHARES[(world, cls)]) < 0.05, share  # 1,000 renders: 0.05 is over 3 standard errors
+
+
+def test_domes_are_big_enough_to_live_in_a_16x16_layer():
+    r = get_world("churches").render(500, seed=5)
+    dome = r.mask("dome")
+    has = dome.flatten(1).any(1)
+    cells = torch.nn.functional.max_pool2d(dome[has].float()[:, None], 4).flatten(1).sum(1)
+    assert cells.float().median() >= 12  # a dome covers a dozen or more cells of the 16×16 grid
+
+
+def test_in_kitchens_a_reflection_appears_exactly_when_a_window_does_and_follows_its_brightness():
+    r = _renders("kitchens")
+    window = r.extras["window"]
+    reflection = r.has("reflection", 10)
+    assert torch.equal(window, reflection)
+    assert torch.equal(r.extras["reflection_mask"], r.mask("reflection"))
+    lit = window.nonzero().squeeze(1)
+    gray = r.images.mean(1)
+    refl_brightness = torch.stack([gray[i][r.mask("reflection")[i]].mean() for i in lit])
+    corr = torch.corrcoef(torch.stack([r.extras["window_brightness"][lit], refl_brightness]))[0, 1]
+    assert corr > 0.6, corr
+    faces = _renders("faces")
+    assert torch.equal(faces.extras["smiling"], faces.has("teeth", 1))
+
+
+def test_an_unknown_world_is_one_line_naming_the_worlds():
+    with pytest.raises(RewriteError, match="unknown world 'castles'; choose one of: churches, faces, kitchens"):
+        get_world("castles")
+
+
+def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
+    from lightning_rewrite.worlds.pretrain import pretrain
+
+    out = tmp_path / "run"
+    pretrain("churches", out, iterations=2, batch_size=4, sample_every=1, checkpoint_every=1, progress=False)
+    assert (out / "checkpoints" / "last.ckpt").exists() and (out / "samples" / "latest.png").exists()
+    module = pretrain("churches", out, iterations=3, batch_size=4, sample_every=1, checkpoint_every=1,
+                      progress=False)
+    assert module.iteration == 3  # resumed from iteration 2, not restarted
+    card = json.loads((out / "generator.json").read_text())
+    assert card["world"] == "churches" and card["iterations"] == 3 and "loss_d" in card["loss"]
+    generator = load_generator(out / "generator.safetensors")
+    assert isinstance(generator, StyleGAN2Generator) and generator.size == 64
+    with torch.no_grad():
+        z = torch.randn(2, generator.style_dim)
+        assert torch.equal(generator(z), module.ema.eval()(z))
