@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
 
 from ..errors import RewriteError
 from .canvas import Render
 
+#: Where the package keeps each world's trained weights and their JSON cards.
+WEIGHTS = Path(__file__).parent / "weights"
 #: The small StyleGAN2 every world trains (about 1.1 M parameters).
 GENERATOR = {"size": 64, "style_dim": 128, "n_mlp": 4, "widths": {4: 128, 8: 128, 16: 128, 32: 64, 64: 32}}
 DISCRIMINATOR_WIDTHS = (32, 64, 128, 128, 128)
@@ -31,6 +36,25 @@ class World:
     def render(self, n: int, seed: int = 0) -> Render:
         """``n`` images with labels from ``seed`` (the same seed gives the same images)."""
         return self._impl.render(n, seed=seed)
+
+    def weights(self, kind: str) -> Path:
+        """The shipped ``generator`` or ``segmenter`` weights file of this world."""
+        return WEIGHTS / f"{self.name}_{kind}.safetensors"
+
+    def load_generator(self) -> nn.Module:
+        """The shipped generator (a StyleGAN2Generator at 64×64), through ``load_generator``."""
+        from ..models.loading import load_generator
+
+        path = self.weights("generator")
+        if not path.is_file():
+            raise RewriteError(f"no generator shipped for {self.name!r} at {path}; train one with "
+                               f"`python -m lightning_rewrite pretrain world={self.name}`")
+        return load_generator(path)
+
+    def load_segmenter(self) -> nn.Module:
+        from .segmenter import load_segmenter
+
+        return load_segmenter(self.name)
 
 
 WORLDS: dict[str, World] = {

@@ -17,10 +17,9 @@ from torch import Tensor, nn
 
 from ..atomic import atomic_path, write_text
 from ..errors import RewriteError
-from .registry import get_world
+from .registry import WEIGHTS, get_world
 
 log = logging.getLogger(__name__)
-WEIGHTS = Path(__file__).parent / "weights"
 #: Fresh renders for evaluation come from seeds at and above this (training uses others).
 EVAL_SEED = 5_000_000
 

@@ -1,0 +1,100 @@
+"""The embedded worlds, measured: segmenter IoU on fresh renders, what each shipped generator's
+samples show against the renderer's own shares, the kitchens rule, and a rank-1 dome→tree edit.
+
+Prints a table, writes ``benchmarks/results/worlds.json`` and, per world, a PNG of 32 samples
+beside 32 renders (``benchmarks/results/worlds_<name>.png``). Run:
+``python benchmarks/worlds.py [--n 1000] [--worlds churches faces kitchens]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from rich.console import Console
+from rich.table import Table
+from torchvision.utils import make_grid, save_image
+
+from lightning_rewrite import RewriteModule
+from lightning_rewrite.callbacks import KeyCovariance
+from lightning_rewrite.worlds import get_world
+from lightning_rewrite.worlds.measures import region_efficacy, rule_correlation, shares
+from lightning_rewrite.worlds.segmenter import evaluate
+from lightning_rewrite.worlds.selections import copy_paste_request, segment_samples
+
+RULES = {"churches": ("dome", "spire", "tree", "watermark", "window"), "faces": ("teeth",),
+         "kitchens": ("window", "reflection")}
+#: Held-out samples for measuring edits start here (selections come from samples 0–99).
+HELD_OUT = 1000
+
+
+def dome_to_tree_edit(world, generator, segmenter, layer: str = "layer6", steps: int = 400, n: int = 200) -> dict:
+    """Rank-1 edit from one copy/paste pair and four context images; efficacy on ``n`` held-out samples."""
+    request = copy_paste_request(generator, segmenter, world.classes, "dome", "tree")
+    module = RewriteModule(generator, layer, request, method="rank_s", rank=1)
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[KeyCovariance(samples=1000, cache_dir=False,
+                                                                              progress=False)])
+    start = time.perf_counter()
+    trainer.fit(module)
+    seconds = time.perf_counter() - start
+    held = range(HELD_OUT, HELD_OUT + n)
+    _, before = segment_samples(generator, segmenter, held)
+    _, after = segment_samples(module.edited_generator().eval(), segmenter, held)
+    return {"layer": layer, "steps": steps, "held_out": n, "edit_seconds": round(seconds, 1),
+            "request": {"object": request.object.sample, "paste": request.paste.sample,
+                        "context": [c.sample for c in request.context]},
+            "dome_to_tree_efficacy": round(region_efficacy(before, after, world.classes, "dome", "tree"), 4)}
+
+
+def measure(name: str, n: int, out: Path) -> dict:
+    world = get_world(name)
+    segmenter = world.load_segmenter()
+    row: dict = {"segmenter_iou": evaluate(segmenter, name, n)}
+    renders = world.render(n, seed=7_000_000)
+    row["renderer_shares"] = shares(renders.labels, world.classes, RULES[name])
+    try:
+        generator = world.load_generator()
+    except Exception as e:  # noqa: BLE001 - a world without a shipped generator is reported, not fatal
+        row["generator"] = f"missing: {e}"
+        return row
+    images, labels = segment_samples(generator, segmenter, range(HELD_OUT, HELD_OUT + n))
+    row["sample_shares"] = shares(labels, world.classes, RULES[name])
+    row["share_gap_points"] = {k: round(100 * (row["sample_shares"][k] - row["renderer_shares"][k]), 1)
+                               for k in RULES[name]}
+    if name == "kitchens":
+        row["rule_correlation_samples"] = rule_correlation(images, labels, world.classes)
+        row["rule_correlation_renders"] = rule_correlation(renders.images, renders.labels, world.classes)
+    grid = make_grid(torch.cat([(images[:32] + 1) / 2, (renders.images[:32] + 1) / 2]), nrow=8, padding=1)
+    save_image(grid, out / f"worlds_{name}.png")
+    if name == "churches":
+        row["edit"] = dome_to_tree_edit(world, generator, segmenter)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--worlds", nargs="+", default=["churches", "faces", "kitchens"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {name: measure(name, args.n, args.out) for name in args.worlds}
+    table = Table(title=f"embedded worlds (n = {args.n} fresh renders / samples)")
+    for col in ("world", "measure", "value"):
+        table.add_column(col)
+    for name, row in results.items():
+        for key, value in row.items():
+            table.add_row(name, key, json.dumps(value) if not isinstance(value, str) else value)
+    Console().print(table)
+    path = args.out / "worlds.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

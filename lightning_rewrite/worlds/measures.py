@@ -1,0 +1,47 @@
+"""What a world's samples show, read from label maps: the share of images with each rule, and
+the kitchens' window→reflection rule as a correlation."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: A class counts as present in an image from this many pixels on (of 64×64).
+MIN_PIXELS = 10
+
+
+def presence(labels: Tensor, classes: tuple[str, ...], name: str, min_pixels: int = MIN_PIXELS) -> Tensor:
+    """(B,) whether each label map shows ``name``."""
+    return (labels == classes.index(name)).flatten(1).sum(1) >= min_pixels
+
+
+def shares(labels: Tensor, classes: tuple[str, ...], names: tuple[str, ...]) -> dict[str, float]:
+    """Share of images showing each class in ``names``."""
+    return {n: float(presence(labels, classes, n).float().mean()) for n in names}
+
+
+def reflection_brightness(images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> Tensor:
+    """(B,) the 95th-percentile grey level of the table surface (table or reflection pixels):
+    high where the window's reflection lies on it, the table's own shade where none does."""
+    gray = images.mean(1)
+    surface = (labels == classes.index("table")) | (labels == classes.index("reflection"))
+    out = torch.full((len(images),), float("nan"))
+    for i in range(len(images)):
+        values = gray[i][surface[i]]
+        if values.numel():
+            out[i] = torch.quantile(values, 0.95)
+    return out
+
+
+def rule_correlation(images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> float:
+    """Pearson correlation, over images, of window area and reflection brightness."""
+    area = (labels == classes.index("window")).flatten(1).sum(1).float()
+    bright = reflection_brightness(images, labels, classes)
+    keep = ~bright.isnan()
+    return float(torch.corrcoef(torch.stack([area[keep], bright[keep]]))[0, 1])
+
+
+def region_efficacy(before: Tensor, after: Tensor, classes: tuple[str, ...], source: str, target: str) -> float:
+    """Of the pixels labelled ``source`` before an edit, the share labelled ``target`` after it."""
+    src = before == classes.index(source)
+    return float((after[src] == classes.index(target)).float().mean()) if src.any() else float("nan")
