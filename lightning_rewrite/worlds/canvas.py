@@ -98,7 +98,7 @@ class Canvas:
         """Composite ``color`` with ``coverage · alpha``; pixels covered more than
         ``label_above`` take the class ``label``."""
         a = (coverage * alpha).unsqueeze(1) if coverage.ndim == 3 else coverage * alpha
-        self.rgb = self.rgb * (1 - a) + color * a
+        self.rgb.lerp_(color.to(self.rgb).expand(self.b, -1, -1, -1) if color.shape[0] == 1 else color, a)
         if label is not None:
             self.labels = torch.where(a[:, 0] > label_above, self.classes.index(label), self.labels)
 

@@ -14,22 +14,21 @@ ROOF_PROBS = (0.4, 0.3, 0.3)
 WATERMARK_P = 0.2
 
 
-def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float) -> torch.Tensor:
-    """Text-like strokes: a row of thick glyphs (bars with ticks) in a band, jittered per image."""
-    cov = torch.zeros(c.b, c.size, c.size)
-    n = 5
+def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float, n: int = 5) -> torch.Tensor:
+    """Text-like strokes: a row of ``n`` thick glyphs in a band, each a vertical bar with a top
+    bar, a middle bar or nothing, chosen per image (templates drawn once, then picked)."""
     width = (x1 - x0) / n
+    mid = (y0 + y1) / 2
+    templates = []
     for i in range(n):
         gx = x0 + i * width
-        # one glyph: a vertical bar and a half-height horizontal bar, varied by a random choice
-        kind = c.choice([1, 1, 1]).view(-1, 1, 1).float()
-        bar = c.rect(gx + 0.5, y0, gx + 2.5, y1)
-        mid = (y0 + y1) / 2
-        top = c.rect(gx + 0.5, y0, gx + width - 1.0, y0 + 2.0)
-        across = c.rect(gx + 0.5, mid - 1.0, gx + width - 1.0, mid + 1.0)
-        glyph = torch.maximum(bar, torch.where(kind == 0, top, torch.where(kind == 1, across, top * 0)))
-        cov = torch.maximum(cov, glyph)
-    return cov
+        bar = c.rect(gx + 0.5, y0, gx + 2.5, y1)[0]
+        top = c.rect(gx + 0.5, y0, gx + width - 1.0, y0 + 2.0)[0]
+        across = c.rect(gx + 0.5, mid - 1.0, gx + width - 1.0, mid + 1.0)[0]
+        templates.append(torch.stack([torch.maximum(bar, top), torch.maximum(bar, across), bar]))
+    glyphs = torch.stack(templates)  # (n, 3, H, W)
+    kind = torch.randint(0, 3, (c.b, n), generator=c.g)
+    return glyphs[torch.arange(n), kind].amax(1)  # (B, H, W)
 
 
 def render(n: int, seed: int = 0, size: int = 64) -> Render:
