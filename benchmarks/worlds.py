@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from torchvision.utils import make_grid, save_image
 
-from lightning_rewrite import RewriteModule
+from lightning_rewrite import RewriteError, RewriteModule
 from lightning_rewrite.callbacks import KeyCovariance
+from lightning_rewrite.models import load_generator
 from lightning_rewrite.worlds import get_world
 from lightning_rewrite.worlds.measures import region_efficacy, rule_correlation, shares
 from lightning_rewrite.worlds.segmenter import evaluate
@@ -51,17 +52,20 @@ def dome_to_tree_edit(world, generator, segmenter, layer: str = "layer6", steps:
             "dome_to_tree_efficacy": round(region_efficacy(before, after, world.classes, "dome", "tree"), 4)}
 
 
-def measure(name: str, n: int, out: Path) -> dict:
+def measure(name: str, n: int, out: Path, generator_path: Path | None = None, edit: bool = True) -> dict:
     world = get_world(name)
     segmenter = world.load_segmenter()
     row: dict = {"segmenter_iou": evaluate(segmenter, name, n)}
     renders = world.render(n, seed=7_000_000)
     row["renderer_shares"] = shares(renders.labels, world.classes, RULES[name])
     try:
-        generator = world.load_generator()
-    except Exception as e:  # noqa: BLE001 - a world without a shipped generator is reported, not fatal
+        generator = load_generator(generator_path) if generator_path else world.load_generator()
+    except RewriteError as e:  # a world without a shipped generator is reported, not fatal
         row["generator"] = f"missing: {e}"
         return row
+    card = (generator_path or world.weights("generator")).with_suffix(".json")
+    if card.is_file():
+        row["generator_card"] = {k: v for k, v in json.loads(card.read_text()).items() if k != "loss"}
     images, labels = segment_samples(generator, segmenter, range(HELD_OUT, HELD_OUT + n))
     row["sample_shares"] = shares(labels, world.classes, RULES[name])
     row["share_gap_points"] = {k: round(100 * (row["sample_shares"][k] - row["renderer_shares"][k]), 1)
@@ -71,7 +75,7 @@ def measure(name: str, n: int, out: Path) -> dict:
         row["rule_correlation_renders"] = rule_correlation(renders.images, renders.labels, world.classes)
     grid = make_grid(torch.cat([(images[:32] + 1) / 2, (renders.images[:32] + 1) / 2]), nrow=8, padding=1)
     save_image(grid, out / f"worlds_{name}.png")
-    if name == "churches":
+    if name == "churches" and edit:
         row["edit"] = dome_to_tree_edit(world, generator, segmenter)
     return row
 
@@ -81,9 +85,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--worlds", nargs="+", default=["churches", "faces", "kitchens"])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--generator", type=Path, help="measure this generator file instead of the shipped one "
+                                                        "(with a single --worlds entry)")
+    parser.add_argument("--no-edit", action="store_true", help="skip the dome→tree edit")
     args = parser.parse_args()
+    if args.generator and len(args.worlds) != 1:
+        parser.error("--generator needs exactly one --worlds entry")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {name: measure(name, args.n, args.out) for name in args.worlds}
+    results = {name: measure(name, args.n, args.out, args.generator, not args.no_edit) for name in args.worlds}
     table = Table(title=f"embedded worlds (n = {args.n} fresh renders / samples)")
     for col in ("world", "measure", "value"):
         table.add_column(col)

@@ -9,6 +9,8 @@ from .canvas import Canvas, Render
 
 CLASSES = ("background", "skin", "hair", "eye", "brow", "lips", "mouth", "teeth")
 SMILE_P = 0.25
+#: Per-image flags a classifier reads from the segmenter's labels: smiling ⇔ teeth are visible.
+FLAGS = {"smiling": "teeth"}
 
 
 def render(n: int, seed: int = 0, size: int = 64) -> Render:

@@ -33,6 +33,11 @@ class World:
     def classes(self) -> tuple[str, ...]:
         return self._impl.CLASSES
 
+    @property
+    def flags(self) -> dict[str, str]:
+        """Per-image flags (e.g. ``smiling``) and the class whose presence decides each."""
+        return dict(getattr(self._impl, "FLAGS", {}))
+
     def render(self, n: int, seed: int = 0) -> Render:
         """``n`` images with labels from ``seed`` (the same seed gives the same images)."""
         return self._impl.render(n, seed=seed)

@@ -85,11 +85,18 @@ def iou(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
 
 
 def evaluate(segmenter: Segmenter, world: str, n: int = 1000) -> dict[str, float]:
-    """IoU per class on ``n`` fresh renders (seeds never used in training)."""
+    """IoU per class on ``n`` fresh renders (seeds never used in training), and the accuracy of
+    each per-image flag read from the predicted labels (faces: ``smiling_accuracy``)."""
+    from .measures import presence
+
     w = get_world(world)
     r = w.render(n, seed=EVAL_SEED)
-    scores = iou(segmenter.labels(r.images), r.labels, len(w.classes))
-    return {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
+    pred = segmenter.labels(r.images)
+    scores = iou(pred, r.labels, len(w.classes))
+    out = {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
+    for flag, cls in w.flags.items():
+        out[f"{flag}_accuracy"] = round(float((presence(pred, w.classes, cls) == r.extras[flag]).float().mean()), 4)
+    return out
 
 
 def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: int = 0,

@@ -31,14 +31,23 @@ def _one_side(mask: Tensor) -> Tensor:
     return left if left.sum() >= right.sum() else right
 
 
-def copy_paste_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...], source: str,
-                       target: str, pool: range = range(100), n_context: int = 4,
-                       min_pixels: int = 60) -> EditRequest:
-    """Copy the largest ``target`` object (one side of the image), paste it over the largest
-    ``source`` region of another sample, and use ``n_context`` further ``source`` regions."""
+def class_mask(labels: Tensor, classes: tuple[str, ...], names: str | tuple[str, ...]) -> Tensor:
+    """(B, H, W) float mask of the pixels labelled with any of ``names``."""
+    names = (names,) if isinstance(names, str) else names
+    return torch.stack([labels == classes.index(n) for n in names]).any(0).float()
+
+
+def copy_paste_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...],
+                       source: str | tuple[str, ...], target: str | tuple[str, ...], pool: range = range(100),
+                       n_context: int = 4, min_pixels: int = 60, one_side: bool = True) -> EditRequest:
+    """Copy the largest ``target`` object (one side of the image when ``one_side``), paste it over
+    the largest ``source`` region of another sample, and use ``n_context`` further ``source``
+    regions as the context. ``source``/``target`` may name several classes (a smile: mouth + teeth)."""
     _, labels = segment_samples(generator, segmenter, pool)
-    src = (labels == classes.index(source)).float()
-    tgt = torch.stack([_one_side(m) for m in (labels == classes.index(target)).float()])
+    src = class_mask(labels, classes, source)
+    tgt = class_mask(labels, classes, target)
+    if one_side:
+        tgt = torch.stack([_one_side(m) for m in tgt])
     src_px, tgt_px = src.flatten(1).sum(1), tgt.flatten(1).sum(1)
     with_source = [i for i in src_px.argsort(descending=True).tolist() if src_px[i] >= min_pixels]
     if len(with_source) < n_context + 1:
