@@ -82,6 +82,7 @@ def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
     assert module.iteration == 3  # resumed from iteration 2, not restarted
     card = json.loads((out / "generator.json").read_text())
     assert card["world"] == "churches" and card["iterations"] == 3 and "loss_d" in card["loss"]
+    assert card["train_seconds"] > 0  # summed across the resume, through the checkpoint
     generator = load_generator(out / "generator.safetensors")
     assert isinstance(generator, StyleGAN2Generator) and generator.size == 64
     with torch.no_grad():

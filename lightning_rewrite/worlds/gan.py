@@ -41,6 +41,13 @@ class WorldGAN(pl.LightningModule):
         self.automatic_optimization = False
         self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)
         self._last_time: float | None = None
+        self.train_seconds = 0.0  # summed over resumed runs through the checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_seconds"] = self.train_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.train_seconds = float(checkpoint.get("train_seconds", 0.0))
 
     @property
     def iteration(self) -> int:
@@ -106,6 +113,7 @@ class WorldGAN(pl.LightningModule):
         now = time.perf_counter()
         if self._last_time is not None:
             self.log("seconds_per_iteration", now - self._last_time)
+            self.train_seconds += now - self._last_time
         self._last_time = now
 
     def sample(self, z: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ def presence(labels: Tensor, classes: tuple[str, ...], name: str, min_pixels: in
 
 def shares(labels: Tensor, classes: tuple[str, ...], names: tuple[str, ...]) -> dict[str, float]:
     """Share of images showing each class in ``names``."""
-    return {n: float(presence(labels, classes, n).float().mean()) for n in names}
+    return {n: round(float(presence(labels, classes, n).float().mean()), 4) for n in names}
 
 
 def reflection_brightness(images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> Tensor:

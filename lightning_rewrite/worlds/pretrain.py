@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -73,15 +72,10 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
                          logger=CSVLogger(out, name="logs"), callbacks=callbacks, enable_progress_bar=progress,
                          enable_model_summary=False, log_every_n_steps=20)
     last = out / "checkpoints" / "last.ckpt"
-    start = time.time()
     trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
-    seconds = time.time() - start
     grid.write(trainer, module, module.iteration)
-    previous = out / "train_seconds.txt"
-    total = seconds + (float(previous.read_text()) if previous.exists() else 0.0)
-    write_text(previous, f"{total:.1f}\n")
     card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
-            "train_seconds": round(total, 1), "generator": module.world.generator,
+            "train_seconds": round(module.train_seconds, 1), "generator": module.world.generator,
             "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
     export_generator(module, Path(export) if export else out / "generator.safetensors", card)
     return module
