@@ -7,20 +7,15 @@ Prints a table and writes ``benchmarks/results/engine.json``. Run:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import resource
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
-from rich.console import Console
-from rich.table import Table
 
-from lightning_rewrite import HookedLayer, LatentSampler, RewriteModule, __version__
+from lightning_rewrite import HookedLayer, LatentSampler, RewriteModule
 from lightning_rewrite.callbacks.covariance import collect_second_moment
 from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
+from report import machine, report  # benchmarks/report.py
 
 
 def main() -> None:
@@ -48,18 +43,8 @@ def main() -> None:
         rows[f"{method}/{param}_edit_seconds"] = seconds
         rows[f"{method}/{param}_ms_per_step"] = 1000 * seconds / args.steps
 
-    result = {"version": __version__, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "samples": args.samples, "steps": args.steps,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **rows}
-    table = Table(title=f"engine on the demo generator (layer3.0, N=32, {args.samples} latents, {args.steps} steps)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-
+    result = {**machine(), "samples": args.samples, "steps": args.steps, **rows}
+    report(result, f"engine on the demo generator (layer3.0, N=32, {args.samples} latents, {args.steps} steps)", args.out)
 
 if __name__ == "__main__":
     main()

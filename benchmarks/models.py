@@ -9,19 +9,15 @@ Prints a table and writes ``benchmarks/results/models.json``. Run:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import resource
 import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
-from lightning_rewrite import HookedLayer, LatentSampler, __version__
+from lightning_rewrite import HookedLayer, LatentSampler
 from lightning_rewrite.callbacks.covariance import collect_second_moment
 from lightning_rewrite.models import StyleGAN2Generator
+from report import machine, report  # benchmarks/report.py
 
 
 def images_per_second(model: StyleGAN2Generator, z: torch.Tensor, repeats: int) -> float:
@@ -61,19 +57,9 @@ def main() -> None:
     rows["layer8_stats_seconds"] = time.perf_counter() - start
     rows["layer8_stats_keys"] = moment.count
 
-    result = {"version": __version__, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "batch": args.batch, "repeats": args.repeats,
-              "samples": args.samples, "parameters": sum(p.numel() for p in model.parameters()),
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **rows}
-    table = Table(title="256-px StyleGAN2 on this machine (random weights, batch of {})".format(args.batch))
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-
+    result = {**machine(), "batch": args.batch, "repeats": args.repeats, "samples": args.samples,
+              "parameters": sum(p.numel() for p in model.parameters()), **rows}
+    report(result, f"256-px StyleGAN2 on this machine (random weights, batch of {args.batch})", args.out)
 
 if __name__ == "__main__":
     main()
