@@ -8,7 +8,6 @@ drawn on the fly from a seed per iteration, so a resumed run sees the same data.
 from __future__ import annotations
 
 import copy
-import math
 import time
 
 import pytorch_lightning as pl
@@ -125,7 +124,3 @@ class WorldGAN(pl.LightningModule):
 def iterations_to_steps(iterations: int) -> int:
     """Trainer ``max_steps`` for a number of G/D iterations (two optimizer steps each)."""
     return 2 * int(iterations)
-
-
-def grid_rows(n: int) -> int:
-    return int(math.ceil(math.sqrt(n)))
