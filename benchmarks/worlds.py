@@ -33,8 +33,10 @@ RULES = {"churches": ("dome", "spire", "tree", "watermark", "window"), "faces": 
 HELD_OUT = 1000
 
 
-def dome_to_tree_edit(world, generator, segmenter, layer: str = "layer6", steps: int = 400, n: int = 200) -> dict:
-    """Rank-1 edit from one copy/paste pair and four context images; efficacy on ``n`` held-out samples."""
+def dome_to_tree_edit(world, generator, segmenter, before: torch.Tensor, layer: str = "layer6", steps: int = 400,
+                      n: int = 200) -> dict:
+    """Rank-1 edit from one copy/paste pair and four context images; efficacy on ``n`` held-out
+    samples, whose unedited labels ``before`` (from sample HELD_OUT on) are given."""
     request = copy_paste_request(generator, segmenter, world.classes, "dome", "tree")
     module = RewriteModule(generator, layer, request, method="rank_s", rank=1)
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -43,9 +45,9 @@ def dome_to_tree_edit(world, generator, segmenter, layer: str = "layer6", steps:
     start = time.perf_counter()
     trainer.fit(module)
     seconds = time.perf_counter() - start
-    held = range(HELD_OUT, HELD_OUT + n)
-    _, before = segment_samples(generator, segmenter, held)
-    _, after = segment_samples(module.edited_generator().eval(), segmenter, held)
+    n = min(n, len(before))
+    _, after = segment_samples(module.edited_generator().eval(), segmenter, range(HELD_OUT, HELD_OUT + n))
+    before = before[:n]
     return {"layer": layer, "steps": steps, "held_out": n, "edit_seconds": round(seconds, 1),
             "request": {"object": request.object.sample, "paste": request.paste.sample,
                         "context": [c.sample for c in request.context]},
@@ -76,7 +78,7 @@ def measure(name: str, n: int, out: Path, generator_path: Path | None = None, ed
     grid = make_grid(torch.cat([(images[:32] + 1) / 2, (renders.images[:32] + 1) / 2]), nrow=8, padding=1)
     save_image(grid, out / f"worlds_{name}.png")
     if name == "churches" and edit:
-        row["edit"] = dome_to_tree_edit(world, generator, segmenter)
+        row["edit"] = dome_to_tree_edit(world, generator, segmenter, labels)
     return row
 
 

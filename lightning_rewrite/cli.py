@@ -13,8 +13,6 @@ from rich.console import Console
 
 from .errors import RewriteError
 
-log = logging.getLogger(__name__)
-
 DEFAULTS: dict[str, dict] = {
     "pretrain": {"world": "churches", "out": None, "iterations": 10_000, "batch_size": 16, "seed": 0,
                  "sample_every": 250, "checkpoint_every": 100, "progress": True, "export": None},

@@ -11,6 +11,7 @@ our rosinality-layout :class:`StyleGAN2Generator`.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -95,6 +96,7 @@ def _rebuild_parameter(data: Tensor, requires_grad: bool, backward_hooks: Any, *
     return data
 
 
+@functools.lru_cache(maxsize=None)
 def _holder_class(name: str) -> type:
     return type(name, (Persistent,), {"__module__": __name__})
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .measures import presence
+
 
 Num = float | Tensor
 
@@ -32,7 +34,7 @@ class Render:
 
     def has(self, name: str, min_pixels: int = 1) -> Tensor:
         """(B,) whether each image shows at least ``min_pixels`` of the class."""
-        return self.mask(name).flatten(1).sum(1) >= min_pixels
+        return presence(self.labels, self.classes, name, min_pixels)
 
 
 class Canvas:
@@ -57,11 +59,6 @@ class Canvas:
 
     def bernoulli(self, p: float) -> Tensor:
         return (torch.rand(self.b, 1, 1, generator=self.g) < p).float()
-
-    def color(self, base: tuple[float, float, float], jitter: float) -> Tensor:
-        """(B, 3, 1, 1) colours around ``base`` (RGB in [0, 1])."""
-        c = torch.tensor(base).view(1, 3, 1, 1) + jitter * (torch.rand(self.b, 3, 1, 1, generator=self.g) - 0.5) * 2
-        return c.clamp(0, 1)
 
     def palette(self, colors: list[tuple[float, float, float]], jitter: float = 0.05) -> Tensor:
         """(B, 3, 1, 1) a colour picked per image from a palette, jittered."""
@@ -98,7 +95,7 @@ class Canvas:
         """Composite ``color`` with ``coverage · alpha``; pixels covered more than
         ``label_above`` take the class ``label``."""
         a = (coverage * alpha).unsqueeze(1) if coverage.ndim == 3 else coverage * alpha
-        self.rgb.lerp_(color.to(self.rgb).expand(self.b, -1, -1, -1) if color.shape[0] == 1 else color, a)
+        self.rgb.lerp_(color, a)
         if label is not None:
             self.labels = torch.where(a[:, 0] > label_above, self.classes.index(label), self.labels)
 

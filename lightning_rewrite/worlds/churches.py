@@ -9,7 +9,6 @@ import torch
 from .canvas import Canvas, Render
 
 CLASSES = ("sky", "ground", "wall", "window", "roof", "dome", "spire", "tree", "watermark")
-ROOFS = ("dome", "spire", "flat")
 ROOF_PROBS = (0.4, 0.3, 0.3)
 WATERMARK_P = 0.2
 

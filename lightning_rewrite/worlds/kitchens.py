@@ -46,14 +46,13 @@ def render(n: int, seed: int = 0, size: int = 64) -> Render:
     top = c.palette([(0.35, 0.22, 0.15), (0.25, 0.25, 0.28), (0.45, 0.35, 0.25)], 0.04)
     table = c.rect(-1.0, table_y, size + 1.0, size + 1.0)
     shade = (0.85 + 0.3 * ((c.y - table_y) / size).clamp(0, 1)).unsqueeze(1)
-    c.rgb = c.rgb * (1 - table.unsqueeze(1)) + (top * shade) * table.unsqueeze(1)
-    c.labels = torch.where(table > 0.5, CLASSES.index("table"), c.labels)
+    c.paint(table, top * shade, "table")
     c.paint(c.rect(-1.0, table_y, size + 1.0, table_y + 1.2 * s), top * 1.6, "table")
     # the reflection: the window mirrored below the table edge, fading with distance
     depth = (c.y - table_y) / (wh * 0.9)
     fade = (1 - depth).clamp(0, 1)
-    refl_cov = c.rect(wx - ww / 2 + s, table_y + s, wx + ww / 2 - s, table_y + wh * 0.9) * window
-    c.paint(refl_cov, sky * 0.95, "reflection", alpha=0.9 * fade.sqrt(), label_above=0.2)
+    reflection = c.rect(wx - ww / 2 + s, table_y + s, wx + ww / 2 - s, table_y + wh * 0.9) * window * 0.9 * fade.sqrt()
+    c.paint(reflection, sky * 0.95, "reflection", label_above=0.2)
     extras = {"window": window.view(-1) > 0, "window_brightness": bright.view(-1) * window.view(-1),
-              "window_mask": (win_cov > 0.5), "reflection_mask": (refl_cov * fade.sqrt() * 0.9 > 0.2)}
+              "window_mask": (win_cov > 0.5), "reflection_mask": reflection > 0.2}
     return c.render(extras)

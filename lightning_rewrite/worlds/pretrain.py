@@ -4,7 +4,6 @@ export its EMA weights as safetensors with a JSON card."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,8 +15,6 @@ from torchvision.utils import make_grid, save_image
 
 from ..atomic import atomic_path, write_text
 from .gan import WorldGAN, iterations_to_steps
-
-log = logging.getLogger(__name__)
 
 
 class SampleGrid(pl.Callback):

@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 from ..atomic import atomic_path, write_text
 from ..errors import RewriteError
-from .registry import WEIGHTS, get_world
+from .registry import get_world
 
 log = logging.getLogger(__name__)
+WIDTH = 24
 #: Fresh renders for evaluation come from seeds at and above this (training uses others).
 EVAL_SEED = 5_000_000
 
@@ -32,7 +33,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class Segmenter(nn.Module):
     """Images in [-1, 1] (B, 3, H, W) → class logits (B, C, H, W)."""
 
-    def __init__(self, n_classes: int, width: int = 24) -> None:
+    def __init__(self, n_classes: int, width: int = WIDTH) -> None:
         super().__init__()
         w = width
         self.enc1, self.enc2, self.enc3 = _block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w)
@@ -125,9 +126,9 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
     seconds = time.time() - start
     scores = evaluate(model, world)
     card = {"world": world, "kind": "segmenter", "seed": seed, "steps": steps, "batch_size": batch_size,
-            "train_seconds": round(seconds, 1), "classes": list(w.classes), "width": 24,
+            "train_seconds": round(seconds, 1), "classes": list(w.classes), "width": WIDTH,
             "iou_fresh_renders_n1000": scores}
-    path = Path(export) if export else WEIGHTS / f"{world}_segmenter.safetensors"
+    path = Path(export) if export else w.weights("segmenter")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -139,7 +140,7 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
 def load_segmenter(world: str, path: str | Path | None = None) -> Segmenter:
     """The shipped segmenter of ``world`` (or one at ``path``)."""
     w = get_world(world)
-    p = Path(path) if path else WEIGHTS / f"{world}_segmenter.safetensors"
+    p = Path(path) if path else w.weights("segmenter")
     if not p.is_file():
         raise RewriteError(f"no segmenter for {world!r} at {p}; train one with "
                            f"`python -m lightning_rewrite segmenter world={world}`")
