@@ -1,15 +1,23 @@
-"""The command line: ``python -m lightning_rewrite COMMAND [key=value ...]`` (OmegaConf dotlist
-overrides). Commands so far: ``pretrain`` (train a world's generator), ``segmenter`` (train a
-world's segmenter), ``layers`` (list a checkpoint's rewritable layers)."""
+"""The command line: ``python -m lightning_rewrite COMMAND [recipe=NAME] [key=value ...]``
+(OmegaConf dotlist overrides over a recipe YAML and the schema in ``config.py``).
+
+Recipe commands: ``fit`` (make an edit), ``test`` (measure it), ``sample`` (draw images with a
+stack of edits), ``stats`` (compute and cache key statistics), ``layers`` (list rewritable
+layers). World commands: ``pretrain`` (train a world's generator), ``segmenter`` (train its
+segmenter). Bad input is one error line and exit code 2, with nothing written."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Callable
 
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.table import Table
 
 from .errors import RewriteError
 
@@ -18,12 +26,15 @@ DEFAULTS: dict[str, dict] = {
                  "sample_every": 250, "checkpoint_every": 100, "progress": True, "export": None},
     "segmenter": {"world": "churches", "steps": 1500, "batch_size": 32, "seed": 0, "export": None,
                   "progress": True},
-    "layers": {"checkpoint": None, "json": False},
 }
 HELP = {
+    "fit": "make the recipe's edit; writes the edited generator, edit.safetensors/.json, before_after.png, metrics.json",
+    "test": "measure an edit on held-out samples (with and without it); writes <out>/test/metrics.json and grids",
+    "sample": "draw sample.n images from the model with model.edits applied; writes <out>/sample/samples.png",
+    "stats": "compute and cache the key statistics of the model at edit.layer",
+    "layers": "list the rewritable layers of the model (model.checkpoint=PATH or the world's generator)",
     "pretrain": "train a world's generator (resumable; writes samples/, checkpoints/, logs/, generator.safetensors)",
     "segmenter": "train a world's segmenter on fresh renders and report its IoU",
-    "layers": "list the rewritable layers of a generator checkpoint",
 }
 
 
@@ -51,24 +62,85 @@ def _segmenter(cfg: dict) -> None:
     train_segmenter(**cfg)
 
 
-def _layers(cfg: dict) -> None:
-    from .models.__main__ import main as layers_main
-
-    if not cfg["checkpoint"]:
-        raise RewriteError("layers needs checkpoint=PATH (a .pt, .pth, .pkl or .safetensors generator)")
-    code = layers_main([cfg["checkpoint"]] + (["--json"] if cfg["json"] else []))
-    if code:
-        raise SystemExit(code)
+RECIPE_COMMANDS = ("fit", "test", "sample", "stats", "layers")
+WORLD_COMMANDS: dict[str, Callable[[dict], None]] = {"pretrain": _pretrain, "segmenter": _segmenter}
+COMMANDS = (*RECIPE_COMMANDS, *WORLD_COMMANDS)
 
 
-COMMANDS: dict[str, Callable[[dict], None]] = {"pretrain": _pretrain, "segmenter": _segmenter, "layers": _layers}
+def _table(title: str, rows: dict) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for k, v in rows.items():
+        table.add_row(str(k), v if isinstance(v, str) else json.dumps(v))
+    return table
 
 
-def _usage() -> str:
-    lines = ["usage: python -m lightning_rewrite COMMAND [key=value ...]", "", "commands:"]
+def _run_recipe(command: str, overrides: list[str]) -> None:
+    from . import config
+
+    cfg = config.load_config(overrides, require_recipe=command in ("fit", "test"))
+    if cfg.print_config:
+        Console().print(config.to_yaml(cfg), highlight=False, soft_wrap=True)
+        return
+    out = config.out_dir(cfg)
+    console = Console()
+    if command == "fit":
+        from .fit import fit
+
+        metrics = fit(cfg, overrides, out)
+        console.print(_table(f"fit {cfg.recipe}: {out}", metrics))
+    elif command == "test":
+        from .evaluate import test
+
+        edit = Path(cfg.test.edit) if cfg.test.edit else out / "edit.safetensors"
+        metrics = test(cfg, out / "test", edit)
+        console.print(_table(f"test {cfg.recipe}: {out / 'test'}", metrics))
+    elif command == "sample":
+        from .build import load_model
+        from .rundir import run_directory
+        from .sampling import draw, write_samples
+
+        model = load_model(cfg, with_segmenter=False)
+        idx = range(cfg.sample.start, cfg.sample.start + cfg.sample.n)
+        (samples,) = draw([model.generator], model.latents, idx, cfg.stats.batch_size, cfg.progress)
+        with run_directory(out / "sample") as tmp:
+            written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder)
+        console.print(f"{len(idx)} samples ({len(model.edits)} edits applied) → {out / 'sample'} ({len(written)} files)")
+    elif command == "stats":
+        from .build import check_layer, load_model
+        from .callbacks import KeyCovariance
+
+        model = load_model(cfg, with_segmenter=False)
+        hooked = check_layer(model, cfg.edit.layer)
+        cov = KeyCovariance(cfg.stats.samples, cfg.stats.batch_size, None if cfg.stats.cache else False, cfg.progress)
+        start = time.perf_counter()
+        moment = cov.compute(None, hooked, model.latents)
+        console.print(_table(f"key statistics of {cfg.edit.layer}", {
+            "keys": moment.count, "dimension": moment.dim, "source": cov.last_source,
+            "seconds": round(time.perf_counter() - start, 2), "cache": str(cov.cache_dir) if cov.cache_dir else "off"}))
+    else:
+        from .build import load_model
+        from .models.summary import describe_layers, layers_table
+
+        model = load_model(cfg, with_segmenter=False)
+        console.print(layers_table(describe_layers(model.generator)))
+
+
+def _usage(command: str | None = None) -> str:
+    from . import config
+
+    lines = ["usage: python -m lightning_rewrite COMMAND [recipe=NAME] [key=value ...]", "", "commands:"]
     for name, text in HELP.items():
-        keys = ", ".join(f"{k}={v}" for k, v in DEFAULTS[name].items())
-        lines.append(f"  {name:10s} {text}\n  {'':10s} keys: {keys}")
+        if command in (None, name):
+            lines.append(f"  {name:10s} {text}")
+            if name in DEFAULTS:
+                lines.append(f"  {'':10s} keys: " + ", ".join(f"{k}={v}" for k, v in DEFAULTS[name].items()))
+    if command is None or command in RECIPE_COMMANDS:
+        lines += ["", "recipes (recipe=NAME):"]
+        lines += [f"  {n:22s} {d}" for n, d in config.recipe_summaries().items()]
+        lines += ["", "configuration (key=default; a recipe sets some of them; print_config=true shows the result):"]
+        lines += [f"  {k}={v}" for k, v in config.field_defaults().items() if k != "needs"]
     return "\n".join(lines)
 
 
@@ -76,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     console = Console(stderr=True)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        Console().print(_usage(), highlight=False, soft_wrap=True)
+        Console().print(_usage(), highlight=False, soft_wrap=True, markup=False)
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
@@ -84,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                       highlight=False, soft_wrap=True)
         return 2
     if any(a in ("-h", "--help") for a in rest):
-        Console().print(_usage(), highlight=False, soft_wrap=True)
+        Console().print(_usage(command), highlight=False, soft_wrap=True, markup=False)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        COMMANDS[command](_config(command, rest))
+        if command in WORLD_COMMANDS:
+            WORLD_COMMANDS[command](_config(command, rest))
+        else:
+            _run_recipe(command, rest)
     except RewriteError as e:
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         return 2

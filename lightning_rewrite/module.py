@@ -118,7 +118,9 @@ class RewriteModule(pl.LightningModule):
         # so one learning rate suits layers whose keys have any magnitude.
         self.register_buffer("key_scale", torch.ones(rank, dtype=weight.dtype))
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self._uses_lambda else None
+        self.original_state: dict[str, Tensor] = {}
         if method == "all_weights":
+            self.original_state = {n: p.detach().clone() for n, p in self.generator.named_parameters()}
             self.generator.requires_grad_(True)
         elif not self._uses_lambda:
             weight.requires_grad_(True)

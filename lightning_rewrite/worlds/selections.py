@@ -37,26 +37,79 @@ def class_mask(labels: Tensor, classes: tuple[str, ...], names: str | tuple[str,
     return torch.stack([labels == classes.index(n) for n in names]).any(0).float()
 
 
+def _ranked(mask: Tensor, min_pixels: int, allowed: Tensor) -> list[int]:
+    """Indices of the samples whose mask has ``min_pixels``+ pixels, largest first."""
+    px = mask.flatten(1).sum(1)
+    return [i for i in px.argsort(descending=True).tolist() if px[i] >= min_pixels and allowed[i]]
+
+
+def _shows(labels: Tensor, classes: tuple[str, ...], names: tuple[str, ...] | list[str], min_pixels: int = 10) -> Tensor:
+    """(B,) whether each sample shows any of ``names`` (all False when ``names`` is empty)."""
+    if not names:
+        return torch.zeros(len(labels), dtype=torch.bool)
+    return class_mask(labels, classes, tuple(names)).flatten(1).sum(1) >= min_pixels
+
+
 def copy_paste_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...],
                        source: str | tuple[str, ...], target: str | tuple[str, ...], pool: range = range(100),
-                       n_context: int = 4, min_pixels: int = 60, one_side: bool = True) -> EditRequest:
-    """Copy the largest ``target`` object (one side of the image when ``one_side``), paste it over
-    the largest ``source`` region of another sample, and use ``n_context`` further ``source``
-    regions as the context. ``source``/``target`` may name several classes (a smile: mouth + teeth)."""
+                       n_context: int = 4, min_pixels: int = 60, one_side: bool = True,
+                       require: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> EditRequest:
+    """Copy the largest ``target`` object (one side of the image when ``one_side``) of a sample
+    showing every class in ``require``, paste it over the largest ``source`` region of another
+    sample, and use ``n_context`` further ``source`` regions as the context; paste and context
+    samples show none of ``exclude``. ``source``/``target`` may name several classes (a smile:
+    lips + mouth + teeth)."""
     _, labels = segment_samples(generator, segmenter, pool)
     src = class_mask(labels, classes, source)
     tgt = class_mask(labels, classes, target)
     if one_side:
         tgt = torch.stack([_one_side(m) for m in tgt])
-    src_px, tgt_px = src.flatten(1).sum(1), tgt.flatten(1).sum(1)
-    with_source = [i for i in src_px.argsort(descending=True).tolist() if src_px[i] >= min_pixels]
+    has_all = torch.ones(len(labels), dtype=torch.bool)
+    for name in require:
+        has_all &= _shows(labels, classes, (name,))
+    with_source = _ranked(src, min_pixels, ~_shows(labels, classes, exclude))
     if len(with_source) < n_context + 1:
-        raise RewriteError(f"only {len(with_source)} of {len(pool)} samples show a {source} of {min_pixels}+ pixels; "
-                           f"need {n_context + 1}: use a larger pool")
+        raise RewriteError(f"only {len(with_source)} of {len(pool)} samples show a {source} of {min_pixels}+ pixels"
+                           f"{' without ' + '/'.join(exclude) if exclude else ''}; need {n_context + 1}: "
+                           "use a larger select.pool or a smaller select.min_pixels")
     paste = with_source[0]
-    obj = next((i for i in tgt_px.argsort(descending=True).tolist() if i != paste and tgt_px[i] >= min_pixels), None)
+    obj = next((i for i in _ranked(tgt, min_pixels, has_all) if i != paste), None)
     if obj is None:
-        raise RewriteError(f"no sample in the pool shows a {target} of {min_pixels}+ pixels to copy")
+        raise RewriteError(f"no sample in the pool shows a {target} of {min_pixels}+ pixels to copy; "
+                           "use a larger select.pool")
     context = [i for i in with_source[1:] if i != obj][:n_context]
     return EditRequest.copy(object=(pool[obj], tgt[obj]), paste=(pool[paste], src[paste]),
                             context=[(pool[i], src[i]) for i in context])
+
+
+def erase_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...], source: tuple[str, ...],
+                  units: int, pool: range = range(1000), n_context: int = 4, min_pixels: int = 20) -> EditRequest:
+    """Erase ``source`` (a watermark): the paste is the sample showing most of it, the context
+    the next ``n_context``; the target zeroes the ``units`` key channels most tied to them."""
+    _, labels = segment_samples(generator, segmenter, pool)
+    src = class_mask(labels, classes, source)
+    ranked = _ranked(src, min_pixels, torch.ones(len(labels), dtype=torch.bool))
+    if len(ranked) < n_context + 1:
+        raise RewriteError(f"only {len(ranked)} of {len(pool)} samples show a {'/'.join(source)} of {min_pixels}+ pixels; "
+                           f"need {n_context + 1}: use a larger select.pool or a smaller select.min_pixels")
+    return EditRequest.erase(paste=(pool[ranked[0]], src[ranked[0]]), units=units,
+                             context=[(pool[i], src[i]) for i in ranked[1:n_context + 1]])
+
+
+def paired_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...], source: tuple[str, ...],
+                   pool: range = range(200), n_pairs: int = 15, min_pixels: int = 20, grow: int = 2) -> EditRequest:
+    """Swap the table tops of scenes that show ``source`` (a window's reflection) with those of
+    scenes showing none: pair i is (i-th largest reflection, i-th scene without one), masked by
+    the reflection grown by ``grow`` pixels. The pairs differ in more than the window (a
+    generator gives no exact twins); the rank-1 constraint keeps what they share."""
+    _, labels = segment_samples(generator, segmenter, pool)
+    src = class_mask(labels, classes, source)
+    everyone = torch.ones(len(labels), dtype=torch.bool)
+    lit = _ranked(src, min_pixels, everyone)
+    dark = [i for i in range(len(labels)) if src[i].sum() == 0 and not _shows(labels, classes, ("window",))[i]]
+    n = min(n_pairs, len(lit), len(dark))
+    if n < 1:
+        raise RewriteError(f"found {len(lit)} samples with a {'/'.join(source)} of {min_pixels}+ pixels and {len(dark)} "
+                           f"without any in {len(pool)}; need at least one of each: use a larger select.pool")
+    grown = torch.nn.functional.max_pool2d(src[:, None], 2 * grow + 1, stride=1, padding=grow)[:, 0]
+    return EditRequest.paired([(pool[lit[i]], pool[dark[i]], grown[lit[i]]) for i in range(n)])

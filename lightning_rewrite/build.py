@@ -1,0 +1,131 @@
+"""From a resolved configuration to the parts of a run: the generator (with its stack of edits),
+the embedded world and its segmenter, and the edit request (a file, or the recipe's selection
+among the world's samples). Every bad input fails here, before anything is written."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from .data import LatentSampler
+from .edit import Edit, apply_edits
+from .errors import RewriteError
+from .fingerprint import module_fingerprint
+from .layer import HookedLayer
+from .request import EditRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Model:
+    """A generator ready to edit or sample, with what it came from."""
+
+    generator: nn.Module
+    source: Path | None  # the checkpoint file (None: the world's shipped generator)
+    base_fingerprint: str  # of the generator as loaded, before any edits
+    edits: list[Edit] = field(default_factory=list)
+    world: object | None = None
+    segmenter: nn.Module | None = None
+
+    @property
+    def latents(self) -> LatentSampler:
+        return LatentSampler.for_model(self.generator)
+
+    def image_size(self) -> tuple[int, int]:
+        with torch.no_grad():
+            return tuple(self.generator(self.latents.take([0]).to(_device_of(self.generator))).shape[-2:])
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def load_model(cfg: DictConfig, with_segmenter: bool = True) -> Model:
+    """The configured generator (a checkpoint, else the world's), truncation set, edits applied."""
+    from .models.loading import load_generator
+    from .worlds import get_world
+
+    world = get_world(cfg.model.world) if cfg.model.world else None
+    if cfg.model.checkpoint:
+        source = Path(cfg.model.checkpoint)
+        generator = load_generator(source)
+    else:
+        source = None
+        generator = world.load_generator()
+    if cfg.model.truncation is not None:
+        if not hasattr(generator, "truncation"):
+            raise RewriteError(f"model.truncation applies to StyleGAN2 generators; {type(generator).__name__} has none")
+        generator.truncation = float(cfg.model.truncation)
+    base = module_fingerprint(generator)
+    edits = apply_edits(generator, list(cfg.model.edits), force=cfg.model.force)
+    segmenter = world.load_segmenter().eval() if (world is not None and with_segmenter) else None
+    return Model(generator.eval(), source, base, edits, world, segmenter)
+
+
+def check_layer(model: Model, layer: str) -> HookedLayer:
+    """The HookedLayer, or one error line listing the valid layer names."""
+    return HookedLayer(model.generator, layer)
+
+
+def _check_mask(mask: torch.Tensor, size: tuple[int, int], what: str) -> None:
+    if tuple(mask.shape) != tuple(size):
+        raise RewriteError(f"{what} mask is {tuple(mask.shape)[0]}×{tuple(mask.shape)[1]}; it must be {size[0]}×{size[1]}, "
+                           "the generator's image size")
+    if float(mask.max()) <= 0:
+        raise RewriteError(f"{what} mask is empty; select the region to change (white where selected)")
+    if float(mask.min()) >= 1:
+        raise RewriteError(f"{what} mask selects the whole image; select only the region to change")
+
+
+def check_request(request: EditRequest, size: tuple[int, int]) -> None:
+    """Masks of the image's size, neither empty nor everything; sample indices ≥ 0."""
+    named = [("object", request.object), ("paste", request.paste)] + [(f"key[{i}]", s) for i, s in enumerate(request.context)]
+    for what, sel in named:
+        if sel is not None:
+            _check_mask(sel.mask, size, what)
+    for i, p in enumerate(request.pairs):
+        _check_mask(p.mask, size, f"pairs[{i}]")
+    bad = [s for s in request.samples() if isinstance(s, int) and s < 0]
+    if bad:
+        raise RewriteError(f"sample index {bad[0]} is out of range: indices name samples 0, 1, 2, … of the seed-1 latent set")
+
+
+def build_request(cfg: DictConfig, model: Model) -> EditRequest:
+    """The edit request: ``edit.request`` (an official or our JSON file), else the recipe's selection."""
+    e, s = cfg.edit, cfg.select
+    if e.request:
+        request = EditRequest.from_json(e.request, kind=e.kind if e.kind != "copy" else None,
+                                        units=e.units if e.kind == "erase" else None)
+        check_request(request, model.image_size())
+        return request
+    if model.world is None or model.segmenter is None:
+        raise RewriteError("edit.request=PATH is needed: without an embedded world (model.world) there is no "
+                           "segmenter to choose selections with")
+    from .worlds import selections
+
+    classes = model.world.classes
+    unknown = [c for c in [*s.source, *s.target, *s.require, *s.exclude] if c not in classes]
+    if unknown:
+        raise RewriteError(f"unknown class {unknown[0]!r} in select; {model.world.name} has: {', '.join(classes)}")
+    if not s.source:
+        raise RewriteError("select.source must name the class(es) to change, e.g. select.source=[dome]")
+    pool = range(s.pool)
+    if e.kind == "copy":
+        if not s.target:
+            raise RewriteError("a copy recipe needs select.target, the class to copy, e.g. select.target=[tree]")
+        return selections.copy_paste_request(model.generator, model.segmenter, classes, tuple(s.source), tuple(s.target),
+                                             pool, s.context, s.min_pixels, require=tuple(s.require),
+                                             exclude=tuple(s.exclude))
+    if e.kind == "erase":
+        if e.units is None:
+            raise RewriteError("an erase recipe needs edit.units, the number of key channels to zero (the paper: 30 or 60)")
+        return selections.erase_request(model.generator, model.segmenter, classes, tuple(s.source), e.units, pool,
+                                        s.context, s.min_pixels)
+    return selections.paired_request(model.generator, model.segmenter, classes, tuple(s.source), pool, s.pairs,
+                                     s.min_pixels)

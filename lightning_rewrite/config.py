@@ -1,0 +1,208 @@
+"""Typed configuration of the recipe commands (``fit``, ``test``, ``sample``, ``stats``, ``layers``):
+dataclass schemas merged as OmegaConf structured configs, so a recipe YAML or a ``key=value``
+override naming an unknown field, or a value of the wrong type, is an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import RewriteError
+
+
+@dataclass
+class ModelConfig:
+    """The generator: an embedded world's (default) or a checkpoint the user supplies."""
+
+    world: Optional[str] = "churches"  # its segmenter scores samples; its generator is the default model
+    checkpoint: Optional[str] = None  # .pt / .pth / .pkl / .safetensors instead of the world's generator
+    truncation: Optional[float] = None  # StyleGAN2 truncation ψ (the paper samples at 0.5)
+    edits: list[str] = field(default_factory=list)  # edit files applied in order before anything else
+    force: bool = False  # apply edits even to a model whose fingerprint differs from their base
+
+
+@dataclass
+class SelectConfig:
+    """How a recipe picks its request among the world's seed-1 samples, by segmenter labels."""
+
+    source: list[str] = field(default_factory=list)  # classes to change (paste / erase / pair region)
+    target: list[str] = field(default_factory=list)  # classes to copy (copy requests)
+    require: list[str] = field(default_factory=list)  # classes the copied sample must show
+    exclude: list[str] = field(default_factory=list)  # classes the paste and context samples must not show
+    pool: int = 100  # samples 0..pool-1 are searched
+    context: int = 4  # context regions besides the paste
+    min_pixels: int = 60  # smallest region a selection may use
+    pairs: int = 15  # pairs of a paired request
+
+
+@dataclass
+class EditConfig:
+    """The rewrite: request, layer, method, rank and solver settings."""
+
+    kind: str = "copy"  # copy | erase | paired
+    request: Optional[str] = None  # an official edit JSON file instead of the recipe's selection
+    layer: str = "layer6"
+    method: str = "rank_s"  # rank_s | full_layer | all_weights
+    rank: int = 1
+    units: Optional[int] = None  # erase requests: key channels zeroed in the target (the paper: 30 / 60)
+    lr: float = 0.05
+    loss: str = "l1"  # l1 | mse
+    parametrization: str = "lambda"  # lambda | projected
+    lr_schedule: str = "cosine"  # cosine | constant
+    project_every: int = 10  # projected parametrization: project every N steps
+
+
+@dataclass
+class StatsConfig:
+    """The key statistics C = E[kkᵀ] of the edited layer."""
+
+    samples: int = 1000
+    batch_size: int = 50
+    cache: bool = True  # cached under $LIGHTNING_REWRITE_CACHE (default ~/.cache/lightning_rewrite)
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``pl.Trainer``."""
+
+    max_steps: int = 400
+    accelerator: str = "auto"
+    devices: int = 1
+
+
+@dataclass
+class SampleConfig:
+    """``sample``: which latents, and how the images are written."""
+
+    n: int = 16
+    start: int = 1000  # first sample index (0..99 are where recipes choose their selections)
+    grid: bool = True  # samples.png
+    folder: bool = False  # samples/NNNNNN.png
+
+
+@dataclass
+class TestConfig:
+    """``test``: held-out samples drawn with and without the edit."""
+
+    n: int = 1000
+    start: int = 1000
+    batch_size: int = 50
+    edit: Optional[str] = None  # the edit to measure (default: the run's ``out``/edit.safetensors)
+
+
+@dataclass
+class RunConfig:
+    recipe: str = MISSING
+    description: str = ""
+    out: Optional[str] = None  # run directory (default runs/<recipe>)
+    logger: str = "wandb"  # wandb | csv | tensorboard | none
+    progress: bool = True
+    print_config: bool = False  # print the resolved configuration and exit
+    needs: dict[str, str] = field(default_factory=dict)  # recipe: fields the user must give, and what they are
+    model: ModelConfig = field(default_factory=ModelConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+LOGGERS = ("wandb", "csv", "tensorboard", "none")
+KINDS = ("copy", "erase", "paired")
+
+
+def recipes_dir() -> Path:
+    return Path(str(resources.files("lightning_rewrite.recipes")))
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def recipe_summaries() -> dict[str, str]:
+    """Each recipe's one-line description."""
+    return {name: str(OmegaConf.load(recipes_dir() / f"{name}.yaml").get("description", "")) for name in recipe_names()}
+
+
+def field_defaults() -> dict[str, Any]:
+    """Every configuration field with its default (dotted names), for --help."""
+    base = OmegaConf.to_container(OmegaConf.structured(RunConfig), resolve=False, throw_on_missing=False)
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict, prefix: str = "") -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+    walk(base)
+    return flat
+
+
+def _omegaconf_message(e: OmegaConfBaseException) -> str:
+    return str(e).strip().splitlines()[0]
+
+
+def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig:
+    """The recipe's YAML over the schema's defaults, then the ``key=value`` overrides."""
+    valid = ", ".join(field_defaults())
+    for item in overrides:
+        if "=" not in item:
+            raise RewriteError(f"argument {item!r} is not key=value (e.g. recipe=domes_to_trees edit.rank=2)")
+        key = item.split("=", 1)[0].lstrip("+")
+        if key not in field_defaults() and not key.startswith("needs."):
+            raise RewriteError(f"unknown key {key!r}; valid keys: {valid}")
+    cli = OmegaConf.from_dotlist(overrides)
+    schema = OmegaConf.structured(RunConfig)
+    name = cli.get("recipe")
+    if name is None:
+        if require_recipe:
+            raise RewriteError(f"this command needs recipe=NAME; recipes: {', '.join(recipe_names())}")
+        name = "domes_to_trees"
+    if name not in recipe_names():
+        raise RewriteError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
+    recipe = OmegaConf.load(recipes_dir() / f"{name}.yaml")
+    try:
+        cfg = OmegaConf.merge(schema, recipe, {"recipe": name}, cli)
+    except OmegaConfBaseException as e:
+        raise RewriteError(f"bad configuration: {_omegaconf_message(e)}") from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Values the schema's types cannot check: one error line naming what would be right."""
+    for key, what in cfg.needs.items():
+        if OmegaConf.select(cfg, key) is None:
+            raise RewriteError(f"recipe {cfg.recipe} needs {key}=PATH: {what}")
+    checks = [
+        (cfg.edit.rank >= 1, f"edit.rank must be ≥ 1, got {cfg.edit.rank}"),
+        (cfg.edit.kind in KINDS, f"edit.kind must be one of {', '.join(KINDS)}, got {cfg.edit.kind!r}"),
+        (cfg.logger in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.logger!r}"),
+        (cfg.trainer.max_steps >= 1, f"trainer.max_steps must be ≥ 1, got {cfg.trainer.max_steps}"),
+        (cfg.stats.samples >= 1, f"stats.samples must be ≥ 1, got {cfg.stats.samples}"),
+        (cfg.sample.n >= 1, f"sample.n must be ≥ 1, got {cfg.sample.n}"),
+        (cfg.sample.start >= 0, f"sample.start must be ≥ 0, got {cfg.sample.start}"),
+        (cfg.test.n >= 1, f"test.n must be ≥ 1, got {cfg.test.n}"),
+        (cfg.select.pool >= 1, f"select.pool must be ≥ 1, got {cfg.select.pool}"),
+        (cfg.edit.units is None or cfg.edit.units >= 1, f"edit.units must be ≥ 1, got {cfg.edit.units}"),
+        (cfg.model.world is not None or cfg.model.checkpoint is not None,
+         "give model.checkpoint=PATH or model.world=NAME (churches, faces, kitchens)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise RewriteError(message)
+
+
+def out_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.out or f"runs/{cfg.recipe}")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)

@@ -1,0 +1,160 @@
+"""``fit``: make the edit a recipe describes and write its run directory — the edited generator,
+the edit file, ``before_after.png`` and ``metrics.json`` — and log it all to the run's logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import RichProgressBar
+
+from . import images, loggers
+from .atomic import write_text
+from .build import Model, build_request, check_layer, load_model
+from .callbacks import KeyCovariance, ProjectedOptimizer
+from .edit import Edit
+from .fingerprint import module_fingerprint
+from .models.saving import save_generator
+from .module import RewriteModule
+from .request import EditRequest
+from .rundir import run_directory
+
+log = logging.getLogger(__name__)
+#: Samples shown before/after (from ``sample.start`` on: held out from the selections).
+SHOWN = 16
+
+
+def key_statistics(cfg: DictConfig, module: RewriteModule) -> dict[str, Any]:
+    """Give the module its key statistics (cached when ``stats.cache``); report time and source."""
+    cov = KeyCovariance(samples=cfg.stats.samples, batch_size=cfg.stats.batch_size,
+                        cache_dir=None if cfg.stats.cache else False, progress=cfg.progress)
+    start = time.perf_counter()
+    module.set_key_moment(cov.compute(None, module.hooked, module.latents))
+    return {"stats_seconds": round(time.perf_counter() - start, 2), "stats_source": cov.last_source,
+            "stats_samples": cfg.stats.samples}
+
+
+def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
+    e = cfg.edit
+    return RewriteModule(model.generator, e.layer, request, method=e.method, rank=e.rank,
+                         parametrization=e.parametrization, lr=e.lr, loss=e.loss, lr_schedule=e.lr_schedule,
+                         latents=model.latents)
+
+
+def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool) -> pl.Trainer:
+    callbacks: list[pl.Callback] = [ProjectedOptimizer(every=cfg.edit.project_every)] if projected else []
+    if cfg.progress:
+        callbacks.append(RichProgressBar())
+    return pl.Trainer(max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+                      logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=root,
+                      enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.progress,
+                      log_every_n_steps=10)
+
+
+def edit_pictures(module: RewriteModule, model: Model, base, start: int) -> dict[str, torch.Tensor]:
+    """Before/after of held-out samples, the selections, the context match: each panel and
+    the combined figure (``before_after``)."""
+    z = model.latents.take(range(start, start + SHOWN)).to(module.device)
+    edited = module.edited_generator().eval()
+    with torch.no_grad():
+        before, after = images.unit(base(z)), images.unit(edited(z))
+    panels = {"before_after_samples": images.figure([images.before_after(before, after)]),
+              "selections": images.figure([images.selections(module.request, base, model.latents)])}
+    rows = [images.selections(module.request, base, model.latents), images.before_after(before, after)]
+    if module.method == "rank_s":
+        heat = images.context_match(module.hooked, module.directions, module.goal.key_star, z[:8], before[:8])
+        panels["context_match"] = images.figure([heat])
+        rows.append(heat)
+    panels["before_after"] = images.figure(rows)
+    return panels
+
+
+def quick_measures(model: Model, cfg: DictConfig, base, edited, start: int) -> dict[str, float]:
+    """On the shown held-out samples, with the world's segmenter: how much of the source class
+    became the target class (copy recipes) or remains (erase / paired)."""
+    if model.segmenter is None or not cfg.select.source:
+        return {}
+    from .worlds.measures import region_efficacy
+    from .worlds.selections import segment_samples
+
+    idx = range(start, start + SHOWN)
+    _, lb = segment_samples(base, model.segmenter, idx)
+    _, la = segment_samples(edited, model.segmenter, idx)
+    classes = model.world.classes
+    out = {}
+    src = cfg.select.source[0]
+    if cfg.edit.kind == "copy" and cfg.select.target:
+        out[f"efficacy_{src}_to_{cfg.select.target[-1]}_shown{SHOWN}"] = region_efficacy(lb, la, classes, src,
+                                                                                       cfg.select.target[-1])
+    out[f"{src}_pixels_before_shown{SHOWN}"] = int((lb == classes.index(src)).sum())
+    out[f"{src}_pixels_after_shown{SHOWN}"] = int((la == classes.index(src)).sum())
+    return out
+
+
+def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: RewriteModule) -> dict[str, Any]:
+    """What the edit file records about how it was made."""
+    e = cfg.edit
+    latents = model.latents
+    named = [s for s in module.request.samples() if isinstance(s, int)]
+    return {
+        "layer": e.layer, "method": e.method, "rank": e.rank, "kind": module.request.kind,
+        "request": module.request.to_dict(),
+        "latents": {**latents.describe(), "z": {str(i): latents.take([i])[0].flatten().tolist() for i in sorted(set(named))}},
+        "units": module.goal.units if module.goal is not None else None,
+        "recipe": cfg.recipe, "overrides": list(overrides), "config": OmegaConf.to_container(cfg),
+        "model": {"checkpoint": cfg.model.checkpoint, "world": cfg.model.world,
+                  "base_fingerprint": model.base_fingerprint, "edits_before": [ed.spec.get("recipe") for ed in model.edits]},
+        "solver": {"optimizer": "adam", "lr": e.lr, "steps": cfg.trainer.max_steps, "loss": e.loss,
+                   "parametrization": e.parametrization, "lr_schedule": e.lr_schedule,
+                   "project_every": e.project_every if e.parametrization == "projected" else None},
+        "condition_number": module.condition,
+    }
+
+
+def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
+    """Run the edit; returns the metrics written to ``out/metrics.json``."""
+    model = load_model(cfg)
+    check_layer(model, cfg.edit.layer)
+    request = build_request(cfg, model)
+    base = model.generator
+    base_fingerprint = module_fingerprint(base)
+    module = make_module(cfg, model, request)
+    with run_directory(out) as tmp:
+        logger = loggers.make_logger(cfg.logger, tmp, cfg.recipe)
+        metrics: dict[str, Any] = {}
+        if module.needs_statistics:
+            metrics.update(key_statistics(cfg, module))
+        trainer = _trainer(cfg, logger, tmp, module.projection() is not None or cfg.edit.parametrization == "projected")
+        start = time.perf_counter()
+        trainer.fit(module)
+        metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
+        with torch.no_grad():
+            metrics["constraint_loss"] = float(module.goal_loss())
+        if module.lam is not None:
+            metrics["lambda_norm"] = float(module._lambda().norm())
+        metrics["steps"] = cfg.trainer.max_steps
+        edited = module.edited_generator().eval()
+        metrics.update(quick_measures(model, cfg, base, edited, cfg.sample.start))
+        spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
+        edit = Edit.from_module(module, base_fingerprint, spec)
+        edit_path = edit.save(tmp / "edit.safetensors")
+        save_generator(edited, tmp, model.source)
+        pictures = edit_pictures(module, model, base, cfg.sample.start)
+        for name in ("before_after", "selections", "context_match"):
+            if name in pictures:
+                images.save_png(pictures[name], tmp / f"{name}.png")
+        request.save(tmp / "request.json")
+        write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
+        metrics["changed_weights"] = [c.name for c in edit.changes]
+        write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+        loggers.log_images(logger, pictures)
+        loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
+        loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
+        loggers.finish(logger)
+    return metrics

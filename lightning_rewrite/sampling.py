@@ -1,0 +1,43 @@
+"""Drawing samples in batches with a progress bar, and the ``sample`` command's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from . import images
+from .data import LatentSampler
+
+
+def draw(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,
+         progress: bool = True, what: str = "sampling") -> list[Tensor]:
+    """Images in [-1, 1] (CPU) of each generator for the same latents ``indices``."""
+    device = next(generators[0].parameters()).device
+    out: list[list[Tensor]] = [[] for _ in generators]
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar, torch.no_grad():
+        task = bar.add_task(what, total=len(indices))
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            z = latents.take(list(chunk)).to(device)
+            for g, acc in zip(generators, out):
+                acc.append(g(z).clamp(-1, 1).cpu())
+            bar.advance(task, len(chunk))
+    return [torch.cat(acc) for acc in out]
+
+
+def write_samples(samples: Tensor, indices: range, directory: Path, grid: bool, folder: bool) -> list[Path]:
+    """``samples.png`` (a grid) and/or ``samples/NNNNNN.png`` (one file per sample index)."""
+    written = []
+    if grid:
+        written.append(directory / "samples.png")
+        images.save_png(images.figure([images.unit(samples)]), written[-1])
+    if folder:
+        (directory / "samples").mkdir(exist_ok=True)
+        for i, img in zip(indices, images.unit(samples)):
+            written.append(directory / "samples" / f"{i:06d}.png")
+            images.save_png(img, written[-1])
+    return written
