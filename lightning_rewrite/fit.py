@@ -137,7 +137,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
         with torch.no_grad():
             metrics["constraint_loss"] = float(module.goal_loss())
         if module.lam is not None:
-            metrics["lambda_norm"] = float(module._lambda().norm())
+            metrics["lambda_norm"] = float(module._lambda().detach().norm())
         metrics["steps"] = cfg.trainer.max_steps
         edited = module.edited_generator().eval()
         metrics.update(quick_measures(model, cfg, base, edited, cfg.sample.start))

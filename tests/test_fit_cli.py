@@ -1,0 +1,253 @@
+"""``python -m lightning_rewrite fit|test|sample|stats|layers``: the recipes fit on their embedded
+worlds, runs write everything (an offline W&B run included), edits stack and revert bitwise, and
+every bad input is one line, exit code 2 and an untouched output directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lightning_rewrite.cli import main
+from lightning_rewrite.edit import Edit
+from lightning_rewrite.fingerprint import module_fingerprint
+from lightning_rewrite.models import load_generator
+from lightning_rewrite.request import EditRequest
+from lightning_rewrite.worlds import get_world
+
+FAST = ["trainer.max_steps=20", "stats.samples=100", "progress=false"]
+EDITABLE = ["domes_to_trees", "domes_to_spires", "spires_to_domes", "smile", "watermark", "reflection"]
+
+
+def run(*argv: str) -> int:
+    return main(list(argv))
+
+
+@pytest.fixture(scope="module")
+def church_fit(tmp_path_factory):
+    """One default-logger (W&B, offline) dome→tree fit, shared by the tests that read its run."""
+    root = tmp_path_factory.mktemp("fit")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_DIR", str(root))
+        mp.setenv("LIGHTNING_REWRITE_CACHE", str(root / "cache"))
+        assert run("fit", "recipe=domes_to_trees", f"out={root / 'run'}", "progress=false") == 0
+    return root / "run"
+
+
+def changed_tensors(a: dict, b: dict) -> list[str]:
+    assert a.keys() == b.keys()
+    return sorted(k for k in a if not torch.equal(a[k], b[k]))
+
+
+def test_fit_writes_the_run_directory(church_fit):
+    names = {p.name for p in church_fit.iterdir()}
+    assert {"generator.safetensors", "edit.safetensors", "edit.json", "before_after.png", "metrics.json",
+            "selections.png", "context_match.png", "request.json", "config.yaml", "wandb"} <= names
+    assert not [p for p in church_fit.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    metrics = json.loads((church_fit / "metrics.json").read_text())
+    assert metrics["changed_weights"] == ["convs.3.conv.weight"]  # layer6: the 16×16 convolution
+    assert metrics["constraint_loss"] < 0.05 and metrics["stats_samples"] == 1000
+    # on the 16 held-out samples shown, most dome pixels are gone and some are trees (none are unedited)
+    assert metrics["dome_pixels_after_shown16"] < 0.3 * metrics["dome_pixels_before_shown16"]
+    assert metrics["efficacy_dome_to_tree_shown16"] >= 0.1
+    spec = json.loads((church_fit / "edit.json").read_text())
+    assert spec["recipe"] == "domes_to_trees" and spec["rank"] == 1 and spec["layer"] == "layer6"
+    assert spec["base_fingerprint"] == module_fingerprint(get_world("churches").load_generator())
+    assert spec["request"]["object"][1].startswith("data:image/png;base64,") and len(spec["request"]["key"]) == 4
+    assert spec["solver"]["steps"] == 400 and spec["metrics"]["fit_seconds"] > 0
+
+
+def test_the_offline_wandb_run_holds_the_grid_and_the_edit(church_fit):
+    (run_dir,) = (church_fit / "wandb").glob("offline-run-*")
+    pngs = [p.name for p in (run_dir / "files" / "media" / "images").glob("*.png")]
+    assert any(n.startswith("before_after") for n in pngs) and any(n.startswith("selections") for n in pngs)
+    assert (run_dir / f"run-{run_dir.name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0
+
+
+def test_the_edited_generator_differs_only_in_the_edited_layer(church_fit):
+    base = get_world("churches").load_generator().state_dict()
+    edited = load_file(str(church_fit / "generator.safetensors"))
+    assert changed_tensors(base, edited) == ["convs.3.conv.weight"]
+    assert module_fingerprint(load_generator(church_fit / "generator.safetensors")) == \
+        json.loads((church_fit / "edit.json").read_text())["result_fingerprint"]
+
+
+def test_the_edit_file_applies_and_reverts_bitwise(church_fit):
+    generator = get_world("churches").load_generator()
+    base = {k: v.clone() for k, v in generator.state_dict().items()}
+    edit = Edit.load(church_fit / "edit.safetensors")
+    assert edit.changes[0].directions.shape == (128, 1) and edit.changes[0].lam.shape == (128 * 9, 1)
+    edit.apply(generator)
+    assert changed_tensors(base, load_file(str(church_fit / "generator.safetensors"))) == \
+        changed_tensors(base, generator.state_dict())
+    assert torch.equal(generator.state_dict()["convs.3.conv.weight"],
+                       load_file(str(church_fit / "generator.safetensors"))["convs.3.conv.weight"])
+    edit.revert(generator)
+    assert changed_tensors(base, generator.state_dict()) == []
+
+
+def test_test_command_measures_the_edit(church_fit):
+    assert run("test", "recipe=domes_to_trees", f"out={church_fit}", "test.n=64", "progress=false") == 0
+    metrics = json.loads((church_fit / "test" / "metrics.json").read_text())
+    assert metrics["n"] == 64 and metrics["source_pixels_before"] > 1000
+    assert metrics["source_pixels_after"] < 0.3 * metrics["source_pixels_before"]
+    assert metrics["efficacy_dome_to_tree"] >= 0.1
+    # the edit acts on domes: outside them pixels move less than a tenth of the image range
+    assert metrics["masked_l1_outside_source"] < 0.1
+    assert (church_fit / "test" / "largest_change.png").is_file()
+
+
+def test_sample_with_an_edit_stack_writes_a_grid_and_a_folder(church_fit, tmp_path):
+    out = tmp_path / "s"
+    assert run("sample", "recipe=domes_to_trees", f"out={out}", f"model.edits=[{church_fit / 'edit.safetensors'}]",
+               "sample.n=5", "sample.folder=true", "progress=false") == 0
+    assert (out / "sample" / "samples.png").is_file()
+    assert sorted(p.name for p in (out / "sample" / "samples").iterdir())[0] == "001000.png"
+
+
+def test_stats_are_cached(tmp_path, capsys):
+    argv = ["stats", "recipe=domes_to_trees", "stats.samples=50", "progress=false"]
+    assert run(*argv) == 0 and "computed" in capsys.readouterr().out
+    assert run(*argv) == 0 and "cache" in capsys.readouterr().out
+
+
+def test_layers_lists_the_world_generator(capsys):
+    assert run("layers", "recipe=domes_to_trees") == 0
+    out = capsys.readouterr().out
+    assert "layer6" in out and "layer10" in out
+
+
+@pytest.mark.parametrize("recipe", EDITABLE)
+def test_every_recipe_fits_on_its_embedded_world(recipe, tmp_path):
+    out = tmp_path / recipe
+    assert run("fit", f"recipe={recipe}", f"out={out}", "logger=none", *FAST) == 0
+    world = json.loads((out / "edit.json").read_text())["config"]["model"]["world"]
+    base = get_world(world).load_generator().state_dict()
+    layer_weight = {"layer6": "convs.3.conv.weight"}[json.loads((out / "edit.json").read_text())["layer"]]
+    assert changed_tensors(base, load_file(str(out / "generator.safetensors"))) == [layer_weight]
+
+
+def test_three_church_edits_in_a_row_sample_and_revert_bitwise(tmp_path):
+    """The paper's Fig. 1: watermark removal, then domes→trees, then spires→domes, each fitted on
+    the model the previous ones made."""
+    edits: list[str] = []
+    for recipe in ("watermark", "domes_to_trees", "spires_to_domes"):
+        out = tmp_path / recipe
+        stack = f"model.edits=[{','.join(edits)}]"
+        assert run("fit", f"recipe={recipe}", f"out={out}", "logger=none", stack, *FAST) == 0
+        edits.append(str(out / "edit.safetensors"))
+    assert run("sample", "recipe=domes_to_trees", f"out={tmp_path / 's'}", f"model.edits=[{','.join(edits)}]",
+               "sample.n=4", "progress=false") == 0
+    generator = get_world("churches").load_generator()
+    base = {k: v.clone() for k, v in generator.state_dict().items()}
+    loaded = [Edit.load(p) for p in edits]
+    for e in loaded:
+        e.apply(generator)
+    last = load_file(str(tmp_path / "spires_to_domes" / "generator.safetensors"))
+    assert changed_tensors(last, generator.state_dict()) == []  # applying the stack = the last run's model
+    for e in reversed(loaded):
+        e.revert(generator)
+    assert changed_tensors(base, generator.state_dict()) == []
+    # the second edit was made on the watermark-free model: on the base it is refused
+    with pytest.raises(Exception, match="was made on model"):
+        loaded[1].apply(get_world("churches").load_generator())
+
+
+def test_an_official_request_file_reproduces_the_selection(church_fit, tmp_path):
+    request = EditRequest.from_json(church_fit / "request.json")
+    assert request.object is not None and len(request.context) == 4
+    out = tmp_path / "r"
+    assert run("fit", "recipe=domes_to_trees", f"out={out}", f"edit.request={church_fit / 'request.json'}",
+               "logger=none", *FAST) == 0
+    assert json.loads((out / "edit.json").read_text())["request"] == json.loads((church_fit / "request.json").read_text())
+
+
+# -- bad input: one line, exit code 2, nothing written ---------------------------------------------
+
+def _request_file(tmp_path: Path, church_fit: Path, edit) -> Path:
+    data = json.loads((church_fit / "request.json").read_text())
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _mask_url(mask: torch.Tensor) -> str:
+    from lightning_rewrite.masks import mask_to_data_url
+
+    return mask_to_data_url(mask)
+
+
+BAD_REQUESTS = {
+    "negative sample": (lambda d: d["paste"].__setitem__(0, -3), "sample index -3 is out of range"),
+    "empty mask": (lambda d: d["paste"].__setitem__(1, _mask_url(torch.zeros(64, 64))), "paste mask is empty"),
+    "all-ones mask": (lambda d: d["key"][0].__setitem__(1, _mask_url(torch.ones(64, 64))),
+                      "key[0] mask selects the whole image"),
+    "wrong shape": (lambda d: d["object"].__setitem__(1, _mask_url(torch.ones(32, 32))),
+                    "object mask is 32×32; it must be 64×64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
+    edit, message = BAD_REQUESTS[case]
+    path = _request_file(tmp_path, church_fit, edit)
+    _assert_refused(tmp_path, capsys, message, "fit", "recipe=domes_to_trees", f"edit.request={path}")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "recipe=castles"], "unknown recipe 'castles'; recipes: domes_to_spires"),
+    (["fit"], "this command needs recipe=NAME; recipes:"),
+    (["fit", "recipe=domes_to_trees", "edit.rnk=2"], "unknown key 'edit.rnk'; valid keys: recipe,"),
+    (["fit", "recipe=domes_to_trees", "edit.rank=0"], "edit.rank must be ≥ 1, got 0"),
+    (["fit", "recipe=domes_to_trees", "edit.rank=two"], "bad configuration: Value 'two' of type 'str'"),
+    (["fit", "recipe=domes_to_trees", "edit.layer=layer99"], "layer99"),
+    (["fit", "recipe=domes_to_trees", "logger=mlflow"], "logger must be one of wandb, csv, tensorboard, none"),
+    (["fit", "recipe=domes_to_trees_paper"], "recipe domes_to_trees_paper needs model.checkpoint=PATH"),
+    (["sample", "recipe=domes_to_trees", "sample.start=-1"], "sample.start must be ≥ 0"),
+    (["fit", "recipe=domes_to_trees", "model.edits=[missing.safetensors]"], "edit file 'missing.safetensors' does not exist"),
+    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, stats, layers"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
+    _assert_refused(tmp_path, capsys, message, *argv)
+
+
+def test_a_checkpoint_that_does_not_load_is_refused(tmp_path, capsys):
+    bad = tmp_path / "g.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _assert_refused(tmp_path, capsys, "g.pt is not a readable PyTorch checkpoint", "fit", "recipe=domes_to_trees",
+                    f"model.checkpoint={bad}")
+
+
+def _assert_refused(tmp_path: Path, capsys, message: str, *argv: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "keep.txt").write_text("an earlier run")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert run(*argv, f"out={out}") == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_help_lists_commands_recipes_and_fields(capsys):
+    assert run("--help") == 0
+    out = capsys.readouterr().out
+    for text in ("fit ", "test ", "sample ", "stats ", "layers ", "pretrain ", "domes_to_trees ", "smile ",
+                 "watermark ", "reflection ", "edit.rank=1", "stats.samples=1000", "logger=wandb",
+                 "[recipe=NAME]"):
+        assert text in out
+    assert run("fit", "--help") == 0 and "domes_to_trees_paper" in capsys.readouterr().out
+
+
+def test_print_config_shows_the_resolved_recipe_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("fit", "recipe=smile", "edit.rank=2", "print_config=true") == 0
+    out = capsys.readouterr().out
+    assert "world: faces" in out and "rank: 2" in out and "- teeth" in out
+    assert not any(tmp_path.iterdir())
