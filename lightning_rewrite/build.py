@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from .data import LatentSampler
@@ -104,6 +104,46 @@ def build_request(cfg: DictConfig, model: Model) -> EditRequest:
                                         units=e.units if e.kind == "erase" else None)
         check_request(request, model.image_size())
         return request
+    stored = stored_request(cfg, model)
+    if stored is not None:
+        return stored
+    return select_request(cfg, model)
+
+
+def stored_request_path(recipe: str) -> Path:
+    """Where a recipe's selections, chosen on its world's shipped generator, are kept."""
+    from .config import recipes_dir
+
+    return recipes_dir() / "requests" / f"{recipe}.json"
+
+
+def stored_request(cfg: DictConfig, model: Model) -> EditRequest | None:
+    """The recipe's stored request, when the model is the world generator it was chosen on."""
+    path = stored_request_path(cfg.recipe)
+    if cfg.model.checkpoint or not path.is_file():
+        return None
+    request = EditRequest.from_json(path, units=cfg.edit.units if cfg.edit.kind == "erase" else None)
+    chosen_on = request.extra.get("generator_fingerprint")
+    if chosen_on != model.base_fingerprint:
+        log.info("the stored selections of %s were chosen on generator %s, this one is %s: choosing anew",
+                 cfg.recipe, chosen_on, model.base_fingerprint)
+        return None
+    if request.extra.get("select") != OmegaConf.to_container(cfg.select):
+        log.info("select.* differs from the settings the stored selections of %s were made with: choosing anew", cfg.recipe)
+        return None
+    return request
+
+
+def chosen_request(cfg: DictConfig, model: Model) -> EditRequest:
+    """A fresh selection, labelled with the generator and settings it was chosen with (to store)."""
+    request = select_request(cfg, model)
+    request.extra.update(generator_fingerprint=model.base_fingerprint, select=OmegaConf.to_container(cfg.select))
+    return request
+
+
+def select_request(cfg: DictConfig, model: Model) -> EditRequest:
+    """The recipe's selection rules applied to the model's seed-1 samples, read by the segmenter."""
+    e, s = cfg.edit, cfg.select
     if model.world is None or model.segmenter is None:
         raise RewriteError("edit.request=PATH is needed: without an embedded world (model.world) there is no "
                            "segmenter to choose selections with")

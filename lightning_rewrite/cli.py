@@ -31,6 +31,8 @@ HELP = {
     "fit": "make the recipe's edit; writes the edited generator, edit.safetensors/.json, before_after.png, metrics.json",
     "test": "measure an edit on held-out samples (with and without it); writes <out>/test/metrics.json and grids",
     "sample": "draw sample.n images from the model with model.edits applied; writes <out>/sample/samples.png",
+    "select": "choose the recipe's selections among the world's samples; writes <out>/select/request.json and "
+              "selections.png (stored with the recipe under recipes/requests/, fit uses them without segmenting)",
     "stats": "compute and cache the key statistics of the model at edit.layer",
     "layers": "list the rewritable layers of the model (model.checkpoint=PATH or the world's generator)",
     "pretrain": "train a world's generator (resumable; writes samples/, checkpoints/, logs/, generator.safetensors)",
@@ -62,7 +64,7 @@ def _segmenter(cfg: dict) -> None:
     train_segmenter(**cfg)
 
 
-RECIPE_COMMANDS = ("fit", "test", "sample", "stats", "layers")
+RECIPE_COMMANDS = ("fit", "test", "sample", "select", "stats", "layers")
 WORLD_COMMANDS: dict[str, Callable[[dict], None]] = {"pretrain": _pretrain, "segmenter": _segmenter}
 COMMANDS = (*RECIPE_COMMANDS, *WORLD_COMMANDS)
 
@@ -107,6 +109,18 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         with run_directory(out / "sample") as tmp:
             written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder)
         console.print(f"{len(idx)} samples ({len(model.edits)} edits applied) → {out / 'sample'} ({len(written)} files)")
+    elif command == "select":
+        from . import images
+        from .build import chosen_request, load_model
+        from .rundir import run_directory
+
+        model = load_model(cfg)
+        request = chosen_request(cfg, model)
+        with run_directory(out / "select") as tmp:
+            request.save(tmp / "request.json")
+            images.save_png(images.figure([images.selections(request, model.generator, model.latents)]),
+                            tmp / "selections.png")
+        console.print(f"selections of {cfg.recipe}: samples {request.samples()} → {out / 'select'}")
     elif command == "stats":
         from .build import check_layer, load_model
         from .callbacks import KeyCovariance

@@ -17,7 +17,7 @@ def test_help_lists_commands_and_their_keys(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train"], "unknown command 'train'; valid commands: fit, test, sample, stats, layers, pretrain, segmenter"),
+    (["train"], "unknown command 'train'; valid commands: fit, test, sample, select, stats, layers, pretrain, segmenter"),
     (["pretrain", "wrld=churches"], "unknown key 'wrld' for pretrain; valid keys: world, out,"),
     (["pretrain", "world=castles"], "unknown world 'castles'; choose one of: churches, faces, kitchens"),
     (["pretrain", "churches"], "argument 'churches' is not key=value"),

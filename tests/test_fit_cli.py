@@ -210,7 +210,7 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
     (["fit", "recipe=domes_to_trees_paper"], "recipe domes_to_trees_paper needs model.checkpoint=PATH"),
     (["sample", "recipe=domes_to_trees", "sample.start=-1"], "sample.start must be ≥ 0"),
     (["fit", "recipe=domes_to_trees", "model.edits=[missing.safetensors]"], "edit file 'missing.safetensors' does not exist"),
-    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, stats, layers"),
+    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, select, stats, layers"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
     _assert_refused(tmp_path, capsys, message, *argv)
@@ -251,3 +251,24 @@ def test_print_config_shows_the_resolved_recipe_and_writes_nothing(tmp_path, cap
     out = capsys.readouterr().out
     assert "world: faces" in out and "rank: 2" in out and "- teeth" in out
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("recipe", EDITABLE)
+def test_stored_selections_belong_to_the_shipped_generator(recipe):
+    """A recipe's stored request was chosen on its world's shipped generator (else fit would
+    choose anew, slowly): re-run `select` after a generator changes."""
+    from lightning_rewrite.build import stored_request_path
+    from lightning_rewrite.config import load_config
+
+    cfg = load_config([f"recipe={recipe}"])
+    stored = json.loads(stored_request_path(recipe).read_text())
+    assert stored["generator_fingerprint"] == module_fingerprint(get_world(cfg.model.world).load_generator())
+
+
+def test_select_chooses_what_the_recipe_stores(tmp_path):
+    from lightning_rewrite.build import stored_request_path
+
+    assert run("select", "recipe=domes_to_trees", f"out={tmp_path}", "progress=false") == 0
+    chosen = json.loads((tmp_path / "select" / "request.json").read_text())
+    assert chosen == json.loads(stored_request_path("domes_to_trees").read_text())
+    assert (tmp_path / "select" / "selections.png").is_file()
