@@ -2,8 +2,8 @@
 stacked in order, and reverted exactly.
 
 One edit is a safetensors file (``edit.safetensors``): the factored change of each changed
-weight — D and Λ for ``rank_s`` (ΔW = Λ Dᵀ), ΔW itself for the full-rank methods — and the
-original weights, so that revert is bitwise. Its JSON spec (request, recipe, settings, base
+weight — D and Λ for ``rank_s`` (ΔW = Λ Dᵀ), the edited weight for the full-rank methods
+(ΔW = edited − original) — and the original weights, so that apply and revert are bitwise. Its JSON spec (request, recipe, settings, base
 model fingerprint, loss, times) is in the file's metadata and beside it as ``edit.json``.
 """
 
@@ -30,19 +30,30 @@ FORMAT = "lightning-rewrite-edit/1"
 
 @dataclass
 class WeightChange:
-    """The change of one parameter: ΔW = Λ Dᵀ along ``key_axis`` (low rank), or ``delta``."""
+    """The change of one parameter: ΔW = Λ Dᵀ along ``key_axis`` (low rank), or the ``edited``
+    weight itself (full rank: ΔW = edited − original)."""
 
     name: str  # the parameter's name in the generator's state dict
     original: Tensor
     key_axis: int = 1
     directions: Tensor | None = None  # D (N, S)
     lam: Tensor | None = None  # Λ (M, S)
-    delta: Tensor | None = None
+    edited: Tensor | None = None
 
     def new_weight(self, w0: Tensor) -> Tensor:
+        """The weight after the edit, given the weight before it (exactly ``edited`` on the base)."""
         if self.lam is not None:
             return memory.low_rank_weight(w0, self.lam.to(w0), self.directions.to(w0), self.key_axis)
-        return w0 + self.delta.to(w0)
+        if torch.equal(w0.cpu(), self.original):
+            return self.edited.to(w0)
+        return w0 + (self.edited - self.original).to(w0)
+
+    @property
+    def delta(self) -> Tensor:
+        """ΔW in the weight's shape."""
+        if self.lam is not None:
+            return memory.low_rank_weight(torch.zeros_like(self.original), self.lam, self.directions, self.key_axis)
+        return self.edited - self.original
 
     @property
     def rank(self) -> int | None:
@@ -67,12 +78,13 @@ class Edit:
         h = module.hooked
         if module.method == "all_weights":
             before = module.original_state
-            changes = [WeightChange(name, before[name].clone(), delta=(p.detach() - before[name]).clone())
+            changes = [WeightChange(name, before[name].clone(), edited=p.detach().clone())
                        for name, p in generator.named_parameters() if not torch.equal(p.detach(), before[name])]
         else:
             change = module.change()
+            edited = None if change.lam is not None else h.weight.detach().clone()
             changes = [WeightChange(h.weight_name, module.weight0.detach().clone(), change.key_axis,
-                                    change.directions, change.lam, change.delta)]
+                                    change.directions, change.lam, edited)]
         return cls(changes, base_fingerprint, module_fingerprint(generator), spec)
 
     @property
@@ -85,7 +97,7 @@ class Edit:
         out = {}
         for i, c in enumerate(self.changes):
             out[f"{i}.original"] = c.original
-            for key, value in (("directions", c.directions), ("lambda", c.lam), ("delta", c.delta)):
+            for key, value in (("directions", c.directions), ("lambda", c.lam), ("edited", c.edited)):
                 if value is not None:
                     out[f"{i}.{key}"] = value
         return {k: v.detach().contiguous().cpu() for k, v in out.items()}
@@ -93,7 +105,7 @@ class Edit:
     def header(self) -> dict[str, Any]:
         """The JSON spec, with the format, fingerprints and the changed weights listed."""
         weights = [{"name": c.name, "key_axis": c.key_axis, "shape": list(c.original.shape),
-                    "form": "low_rank" if c.lam is not None else "delta", "rank": c.rank} for c in self.changes]
+                    "form": "low_rank" if c.lam is not None else "full", "rank": c.rank} for c in self.changes]
         return {"format": FORMAT, "base_fingerprint": self.base_fingerprint,
                 "result_fingerprint": self.result_fingerprint, "weights": weights, **self.spec}
 
@@ -126,7 +138,7 @@ class Edit:
         changes = []
         for i, w in enumerate(header["weights"]):
             changes.append(WeightChange(w["name"], tensors[f"{i}.original"], w["key_axis"], tensors.get(f"{i}.directions"),
-                                        tensors.get(f"{i}.lambda"), tensors.get(f"{i}.delta")))
+                                        tensors.get(f"{i}.lambda"), tensors.get(f"{i}.edited")))
         spec = {k: v for k, v in header.items() if k not in ("format", "base_fingerprint", "result_fingerprint", "weights")}
         return cls(changes, header["base_fingerprint"], header["result_fingerprint"], spec)
 

@@ -272,3 +272,43 @@ def test_select_chooses_what_the_recipe_stores(tmp_path):
     chosen = json.loads((tmp_path / "select" / "request.json").read_text())
     assert chosen == json.loads(stored_request_path("domes_to_trees").read_text())
     assert (tmp_path / "select" / "selections.png").is_file()
+
+
+@pytest.mark.parametrize("logger,pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*")])
+def test_csv_and_tensorboard_loggers_write_their_files(logger, pattern, tmp_path):
+    out = tmp_path / "run"
+    assert run("fit", "recipe=domes_to_trees", f"out={out}", f"logger={logger}", "trainer.max_steps=10",
+               "stats.samples=50", "progress=false") == 0
+    assert list(out.glob(pattern))
+
+
+def test_a_rosinality_checkpoint_comes_back_as_one(tmp_path):
+    """A user's .pt goes in; the edited generator comes out as a .pt of the same layout too."""
+    from lightning_rewrite.build import stored_request_path
+
+    generator = get_world("churches").load_generator()
+    state = generator.state_dict()
+    torch.save({"g_ema": {k: v for k, v in state.items() if k != "latent_avg"}, "latent_avg": state["latent_avg"]},
+               tmp_path / "church.pt")
+    out = tmp_path / "run"
+    assert run("fit", "recipe=domes_to_trees", f"out={out}", f"model.checkpoint={tmp_path / 'church.pt'}",
+               f"edit.request={stored_request_path('domes_to_trees')}", "logger=none", *FAST) == 0
+    as_pt, as_st = load_generator(out / "generator.pt"), load_generator(out / "generator.safetensors")
+    assert changed_tensors(as_pt.state_dict(), as_st.state_dict()) == []
+    assert changed_tensors(state, as_pt.state_dict()) == ["convs.3.conv.weight"]
+
+
+@pytest.mark.parametrize("method,changed", [("full_layer", 1), ("all_weights", None)])
+def test_full_rank_baselines_save_their_delta_and_revert_bitwise(method, changed, tmp_path):
+    out = tmp_path / method
+    assert run("fit", "recipe=domes_to_trees", f"out={out}", f"edit.method={method}", "logger=none",
+               "trainer.max_steps=3", "progress=false") == 0
+    edit = Edit.load(out / "edit.safetensors")
+    assert all(c.edited is not None and c.lam is None and c.delta.abs().sum() > 0 for c in edit.changes)
+    assert len(edit.changes) == changed if changed else len(edit.changes) > 10
+    generator = get_world("churches").load_generator()
+    base = {k: v.clone() for k, v in generator.state_dict().items()}
+    edit.apply(generator)
+    assert changed_tensors(load_file(str(out / "generator.safetensors")), generator.state_dict()) == []
+    edit.revert(generator)
+    assert changed_tensors(base, generator.state_dict()) == []
