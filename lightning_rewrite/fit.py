@@ -1,5 +1,6 @@
 """``fit``: make the edit a recipe describes and write its run directory — the edited generator,
-the edit file, ``before_after.png`` and ``metrics.json`` — and log it all to the run's logger."""
+the edit file, ``before_after.png`` (the EditImages callback) and ``metrics.json`` — and log it
+all to the run's logger."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import RichProgressBar
 
-from . import images, loggers
+from . import loggers
 from .atomic import write_text
 from .build import Model, build_request, check_layer, load_model
-from .callbacks import KeyCovariance, ProjectedOptimizer
+from .callbacks import EditImages, KeyCovariance, ProjectedOptimizer
 from .edit import Edit
 from .fingerprint import module_fingerprint
 from .models.saving import save_generator
@@ -48,31 +49,15 @@ def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteM
 
 
 def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool) -> pl.Trainer:
-    callbacks: list[pl.Callback] = [ProjectedOptimizer(every=cfg.edit.project_every)] if projected else []
+    callbacks: list[pl.Callback] = [EditImages(root, start=cfg.sample.start, n=SHOWN)]
+    if projected:
+        callbacks.append(ProjectedOptimizer(every=cfg.edit.project_every))
     if cfg.progress:
         callbacks.append(RichProgressBar())
     return pl.Trainer(max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
                       logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=root,
                       enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.progress,
                       log_every_n_steps=10)
-
-
-def edit_pictures(module: RewriteModule, model: Model, base, start: int) -> dict[str, torch.Tensor]:
-    """Before/after of held-out samples, the selections, the context match: each panel and
-    the combined figure (``before_after``)."""
-    z = model.latents.take(range(start, start + SHOWN)).to(module.device)
-    edited = module.edited_generator().eval()
-    with torch.no_grad():
-        before, after = images.unit(base(z)), images.unit(edited(z))
-    panels = {"before_after_samples": images.figure([images.before_after(before, after)]),
-              "selections": images.figure([images.selections(module.request, base, model.latents)])}
-    rows = [images.selections(module.request, base, model.latents), images.before_after(before, after)]
-    if module.method == "rank_s":
-        heat = images.context_match(module.hooked, module.directions, module.goal.key_star, z[:8], before[:8])
-        panels["context_match"] = images.figure([heat])
-        rows.append(heat)
-    panels["before_after"] = images.figure(rows)
-    return panels
 
 
 def quick_measures(model: Model, cfg: DictConfig, base, edited, start: int) -> dict[str, float]:
@@ -130,7 +115,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         if module.needs_statistics:
             metrics.update(key_statistics(cfg, module))
-        trainer = _trainer(cfg, logger, tmp, module.projection() is not None or cfg.edit.parametrization == "projected")
+        trainer = _trainer(cfg, logger, tmp, module.projection() is not None)
         start = time.perf_counter()
         trainer.fit(module)
         metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
@@ -145,15 +130,10 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
         edit = Edit.from_module(module, base_fingerprint, spec)
         edit_path = edit.save(tmp / "edit.safetensors")
         save_generator(edited, tmp, model.source)
-        pictures = edit_pictures(module, model, base, cfg.sample.start)
-        for name in ("before_after", "selections", "context_match"):
-            if name in pictures:
-                images.save_png(pictures[name], tmp / f"{name}.png")
         request.save(tmp / "request.json")
         write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
         metrics["changed_weights"] = [c.name for c in edit.changes]
         write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-        loggers.log_images(logger, pictures)
         loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
         loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
         loggers.finish(logger)

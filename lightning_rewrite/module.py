@@ -283,6 +283,17 @@ class RewriteModule(pl.LightningModule):
             with torch.no_grad():
                 self.hooked.weight.copy_(self.current_weight())
 
+    def base_generator(self) -> nn.Module:
+        """A copy of the generator as it was before the edit (for before/after pictures)."""
+        generator = copy.deepcopy(self.generator)
+        with torch.no_grad():
+            if self.method == "all_weights":
+                for name, p in generator.named_parameters():
+                    p.copy_(self.original_state[name])
+            else:
+                generator.get_parameter(self.hooked.weight_name).copy_(self.weight0)
+        return generator.eval()
+
     def edited_generator(self) -> nn.Module:
         """The generator with the edit applied (the module's own copy, not a new one)."""
         self.commit()
