@@ -1,61 +1,115 @@
-"""``test``: draw held-out samples with and without an edit (same latents), score both with the
-world's segmenter, and write what changed: JSON, and grids of the largest and smallest change."""
+"""``test``: draw held-out samples with and without an edit (same latents), in batches, score both
+with the world's segmenter through the metrics in ``metrics/``, and write what changed: JSON, and
+grids of the samples that changed most and least."""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from . import images
 from .atomic import write_text
-from .build import load_model
+from .build import Model, load_model
 from .edit import Edit
+from .errors import RewriteError
+from .metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
 from .rundir import run_directory
-from .sampling import draw
 
+log = logging.getLogger(__name__)
 SHOWN = 8
+#: A class counts as shown in an image from this many pixels on.
+MIN_PIXELS = 10
 
 
-def masked_l1(before: Tensor, after: Tensor, region: Tensor, dilate: int = 2) -> Tensor:
-    """(B,) mean absolute change per pixel outside ``region`` (B, H, W) grown by ``dilate``."""
-    grown = F.max_pool2d(region.float()[:, None], 2 * dilate + 1, stride=1, padding=dilate)[:, 0]
-    outside = (1 - grown)[:, None].expand_as(before)
-    return ((after - before).abs() * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp_min(1)
+class EditMeasures:
+    """The metrics that fit a recipe, updated batch by batch with unedited/edited images."""
 
+    def __init__(self, cfg: DictConfig, model: Model) -> None:
+        self.classes = model.world.classes if model.world is not None else ()
+        self.segmenter = model.segmenter
+        self.kind = cfg.edit.kind
+        self.source = [self.classes.index(c) for c in cfg.select.source] if self.segmenter is not None else []
+        self.change = {"masked_l1": MaskedL1()}
+        try:
+            self.change["masked_lpips"] = MaskedLPIPS()
+            self.lpips_note = None
+        except RewriteError as e:
+            self.lpips_note = str(e)
+            log.warning("masked LPIPS skipped: %s", e)
+        self.efficacy = {}
+        if self.kind == "copy" and self.source:
+            self.efficacy = {t: RegionEfficacy(self.source, self.classes.index(t)) for t in cfg.select.target}
+        flags = model.world.flags if model.world is not None else {}
+        self.flags = {name: (self.classes.index(cls), ClassifierRate(), ClassifierRate()) for name, cls in flags.items()}
+        self.watermark = None
+        if "watermark" in self.classes:
+            w = self.classes.index("watermark")
+            self.watermark = (WatermarkRate(w), WatermarkRate(w))
+        self.rule = (RuleCorrelation(), RuleCorrelation()) if "reflection" in self.classes else None
+        self.pixels = [0, 0]
 
-def measure(cfg: DictConfig, model, before: Tensor, after: Tensor) -> dict[str, Any]:
-    """Per-recipe numbers from the segmenter's labels of the unedited and edited samples."""
-    change = (after - before).abs().flatten(1).mean(1)
-    out: dict[str, Any] = {"n": len(before), "mean_abs_change": float(change.mean())}
-    if model.segmenter is None or not cfg.select.source:
+    def region(self, lb: Tensor, la: Tensor) -> Tensor:
+        """Where the edit is meant to act: the source classes before (and, for a paired rule, after)."""
+        if self.kind == "paired":
+            ids = torch.tensor([self.classes.index(c) for c in ("window", "reflection") if c in self.classes] or self.source)
+            return torch.isin(lb, ids) | torch.isin(la, ids)
+        return torch.isin(lb, torch.tensor(self.source))
+
+    def update(self, before: Tensor, after: Tensor) -> None:
+        if self.segmenter is None or not self.source:
+            region = torch.zeros(before.shape[0], *before.shape[-2:], dtype=torch.bool)
+            for m in self.change.values():
+                m.update(before, after, region)
+            return
+        lb, la = self.segmenter.labels(before), self.segmenter.labels(after)
+        region = self.region(lb, la)
+        for m in self.change.values():
+            m.update(before, after, region)
+        for m in self.efficacy.values():
+            m.update(lb, la)
+        for cls, rate_before, rate_after in self.flags.values():
+            rate_before.update((lb == cls).flatten(1).sum(1) >= MIN_PIXELS)
+            rate_after.update((la == cls).flatten(1).sum(1) >= MIN_PIXELS)
+        if self.watermark is not None:
+            self.watermark[0].update(lb)
+            self.watermark[1].update(la)
+        if self.rule is not None:
+            from .worlds.measures import reflection_brightness
+
+            window = self.classes.index("window")
+            for metric, imgs, labels in ((self.rule[0], before, lb), (self.rule[1], after, la)):
+                metric.update((labels == window).flatten(1).sum(1).float(), reflection_brightness(imgs, labels, self.classes))
+        src = torch.tensor(self.source)
+        self.pixels[0] += int(torch.isin(lb, src).sum())
+        self.pixels[1] += int(torch.isin(la, src).sum())
+
+    def compute(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: float(m.compute()) for k, m in self.change.items()}
+        if self.lpips_note:
+            out["masked_lpips"] = f"unavailable: {self.lpips_note}"
+        if self.source:
+            names = [self.classes[i] for i in self.source]
+            out["source_classes"] = names
+            out["source_pixels_before"], out["source_pixels_after"] = self.pixels
+            for t, m in self.efficacy.items():
+                out[f"efficacy_{names[0]}_to_{t}"] = float(m.compute())
+        for name, (_, rate_before, rate_after) in self.flags.items():
+            out[f"{name}_rate_before"], out[f"{name}_rate_after"] = float(rate_before.compute()), float(rate_after.compute())
+        if self.watermark is not None:
+            for when, m in zip(("before", "after"), self.watermark):
+                for zone, value in m.compute().items():
+                    out[f"watermark_{zone}_rate_{when}"] = float(value)
+        if self.rule is not None:
+            out["rule_correlation_before"], out["rule_correlation_after"] = (float(m.compute()) for m in self.rule)
         return out
-    from .worlds.measures import region_efficacy, rule_correlation
-
-    classes = model.world.classes
-    lb, la = model.segmenter.labels(before), model.segmenter.labels(after)
-    src = cfg.select.source
-    src_before = torch.stack([lb == classes.index(c) for c in src]).any(0)
-    src_after = torch.stack([la == classes.index(c) for c in src]).any(0)
-    out["source_classes"] = list(src)
-    out["source_pixels_before"] = int(src_before.sum())
-    out["source_pixels_after"] = int(src_after.sum())
-    out["source_images_before"] = int((src_before.flatten(1).sum(1) >= 10).sum())
-    out["source_images_after"] = int((src_after.flatten(1).sum(1) >= 10).sum())
-    out["masked_l1_outside_source"] = float(masked_l1(before, after, src_before).mean())
-    if cfg.edit.kind == "copy" and cfg.select.target:
-        for t in cfg.select.target:
-            out[f"efficacy_{src[0]}_to_{t}"] = region_efficacy(lb, la, classes, src[0], t)
-    if "reflection" in classes:
-        out["rule_correlation_before"] = rule_correlation(before, lb, classes)
-        out["rule_correlation_after"] = rule_correlation(after, la, classes)
-    return out
 
 
 def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
@@ -63,14 +117,27 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     model = load_model(cfg)
     edit = Edit.load(edit_path)
     edited = edit.apply(copy.deepcopy(model.generator), force=cfg.model.force)
+    measures = EditMeasures(cfg, model)
     idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
-    before, after = draw([model.generator, edited], model.latents, idx, cfg.test.batch_size, cfg.progress, "test samples")
-    metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, **measure(cfg, model, before, after)}
-    change = (after - before).abs().flatten(1).mean(1)
+    change = torch.empty(len(idx))
+    device = next(model.generator.parameters()).device
+    columns = (TextColumn("test samples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not cfg.progress, transient=True) as bar, torch.no_grad():
+        task = bar.add_task("test", total=len(idx))
+        for start in range(0, len(idx), cfg.test.batch_size):
+            chunk = list(idx[start:start + cfg.test.batch_size])
+            z = model.latents.take(chunk).to(device)
+            before, after = model.generator(z).clamp(-1, 1).cpu(), edited(z).clamp(-1, 1).cpu()
+            measures.update(before, after)
+            change[start:start + len(chunk)] = (after - before).abs().flatten(1).mean(1)
+            bar.advance(task, len(chunk))
+    metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, "n": len(idx),
+               "mean_abs_change": float(change.mean()), **measures.compute()}
     order = change.argsort(descending=True)
-    with run_directory(out) as tmp:
+    with run_directory(out) as tmp, torch.no_grad():
         for name, pick in (("largest_change", order[:SHOWN]), ("smallest_change", order.flip(0)[:SHOWN])):
-            grid = images.figure([images.before_after(images.unit(before[pick]), images.unit(after[pick]))])
+            z = model.latents.take([idx[int(i)] for i in pick]).to(device)
+            grid = images.figure([images.before_after(images.unit(model.generator(z)), images.unit(edited(z)))])
             images.save_png(grid, tmp / f"{name}.png")
         write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     return metrics

@@ -52,6 +52,7 @@ def tiny() -> TinyGenerator:
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LIGHTNING_REWRITE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS backbone unless a test places one
 
 
 def quiet_trainer(max_steps: int, callbacks: list | None = None, **kwargs):

@@ -97,7 +97,7 @@ def test_test_command_measures_the_edit(church_fit):
     assert metrics["source_pixels_after"] < 0.3 * metrics["source_pixels_before"]
     assert metrics["efficacy_dome_to_tree"] >= 0.1
     # the edit acts on domes: outside them pixels move less than a tenth of the image range
-    assert metrics["masked_l1_outside_source"] < 0.1
+    assert metrics["masked_l1"] < 0.1 and metrics["masked_lpips"].startswith("unavailable: LPIPS needs the alex backbone")
     assert (church_fit / "test" / "largest_change.png").is_file()
 
 

@@ -1,0 +1,10 @@
+"""What an edit did, as torchmetrics Metrics (state, update, compute, reset; they reduce across
+processes and plug into any LightningModule): the paper's Tables 1–3 and Sect. 5.3."""
+
+from .change import MaskedL1, MaskedLPIPS, outside
+from .rates import ClassifierRate, WatermarkRate
+from .region import RegionEfficacy
+from .rule import RuleCorrelation
+
+__all__ = ["ClassifierRate", "MaskedL1", "MaskedLPIPS", "RegionEfficacy", "RuleCorrelation", "WatermarkRate",
+           "outside"]
