@@ -47,7 +47,7 @@ class EditConfig:
     kind: str = "copy"  # copy | erase | paired
     request: Optional[str] = None  # an official edit JSON file instead of the recipe's selection
     layer: str = "layer6"
-    method: str = "rank_s"  # rank_s | full_layer | all_weights
+    method: str = "rank_s"  # rank_s | full_layer | all_weights | dissect (erase: zero the units)
     rank: int = 1
     units: Optional[int] = None  # erase requests: key channels zeroed in the target (the paper: 30 / 60)
     lr: float = 0.05
@@ -115,6 +115,7 @@ class RunConfig:
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 KINDS = ("copy", "erase", "paired")
+METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
 
 
 def recipes_dir() -> Path:
@@ -184,6 +185,9 @@ def validate(cfg: DictConfig) -> None:
     checks = [
         (cfg.edit.rank >= 1, f"edit.rank must be ≥ 1, got {cfg.edit.rank}"),
         (cfg.edit.kind in KINDS, f"edit.kind must be one of {', '.join(KINDS)}, got {cfg.edit.kind!r}"),
+        (cfg.edit.method in METHODS, f"edit.method must be one of {', '.join(METHODS)}, got {cfg.edit.method!r}"),
+        (cfg.edit.method != "dissect" or cfg.edit.kind == "erase",
+         f"edit.method=dissect zeroes units for an erase recipe (watermark); recipe {cfg.recipe} is a {cfg.edit.kind} edit"),
         (cfg.logger in LOGGERS, f"logger must be one of {', '.join(LOGGERS)}, got {cfg.logger!r}"),
         (cfg.trainer.max_steps >= 1, f"trainer.max_steps must be ≥ 1, got {cfg.trainer.max_steps}"),
         (cfg.stats.samples >= 1, f"stats.samples must be ≥ 1, got {cfg.stats.samples}"),

@@ -8,6 +8,8 @@ Methods:
   Λ starts from the closed-form insert of the layer's linear operation.
 - ``full_layer`` (Eq. 6): all of W, no direction constraint.
 - ``all_weights`` (Eq. 3): every weight of the generator, with an image-space loss.
+- ``dissect`` (GAN Dissection, for erase requests): no optimisation; the erased key channels'
+  columns of W are zeroed, so those units no longer reach the layer's output anywhere.
 
 The loss is L1 over the goal region, as in the official code (``loss="mse"`` for the
 paper's L2); Adam at ``lr`` as there, with a cosine decay unless ``lr_schedule="constant"``.
@@ -34,7 +36,7 @@ from .request import EditRequest, Goal
 
 log = logging.getLogger(__name__)
 
-METHODS = ("rank_s", "full_layer", "all_weights")
+METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
 PARAMETRIZATIONS = ("lambda", "projected")
 LOSSES = ("l1", "mse")
 SCHEDULES = ("cosine", "constant")
@@ -161,12 +163,24 @@ class RewriteModule(pl.LightningModule):
             self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
             if self.warm_start:
                 self._warm_start()
+        if self.method == "dissect":
+            self._dissect()
         if self.method == "all_weights":
             goal = self.goal
             with torch.no_grad():
                 self._target_image = self.hooked.render_with_value(
                     goal.latents, lambda v: v + goal.region * (goal.target - v)
                 ).detach()
+
+    def _dissect(self) -> None:
+        """Zero W's columns for the request's erased units (GAN Dissection's ablation, written
+        into the weight: with a demodulated convolution the normalisation follows the new W)."""
+        if self.request.kind != "erase" or not self.goal.units:
+            raise RewriteError("method dissect needs an erase request (edit.kind=erase with edit.units)")
+        memory_view = memory.as_memory(self.weight0, self.hooked.key_axis).clone()
+        memory_view[:, self.goal.units] = 0
+        with torch.no_grad():
+            self.hooked.weight.copy_(memory.from_memory(memory_view, self.weight0.shape, self.hooked.key_axis))
 
     def on_fit_start(self) -> None:
         self.prepare()
@@ -228,7 +242,9 @@ class RewriteModule(pl.LightningModule):
         values = self.hooked.layer_forward(goal.inputs, weight)
         return masked_loss(values, goal.target, goal.region, self.loss_kind)
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        if self.method == "dissect":
+            return None  # the edit is made at fit start; nothing to optimise
         loss = self.goal_loss()
         self.log("train/loss", loss, prog_bar=True)
         if self.lam is not None:

@@ -206,6 +206,8 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
     (["fit", "recipe=domes_to_trees", "edit.rank=0"], "edit.rank must be ≥ 1, got 0"),
     (["fit", "recipe=domes_to_trees", "edit.rank=two"], "bad configuration: Value 'two' of type 'str'"),
     (["fit", "recipe=domes_to_trees", "edit.layer=layer99"], "layer99"),
+    (["fit", "recipe=domes_to_trees", "edit.method=dissect"], "edit.method=dissect zeroes units for an erase recipe"),
+    (["fit", "recipe=domes_to_trees", "edit.method=finetune"], "edit.method must be one of rank_s, full_layer"),
     (["fit", "recipe=domes_to_trees", "logger=mlflow"], "logger must be one of wandb, csv, tensorboard, none"),
     (["fit", "recipe=domes_to_trees_paper"], "recipe domes_to_trees_paper needs model.checkpoint=PATH"),
     (["sample", "recipe=domes_to_trees", "sample.start=-1"], "sample.start must be ≥ 0"),
@@ -312,3 +314,21 @@ def test_full_rank_baselines_save_their_delta_and_revert_bitwise(method, changed
     assert changed_tensors(load_file(str(out / "generator.safetensors")), generator.state_dict()) == []
     edit.revert(generator)
     assert changed_tensors(base, generator.state_dict()) == []
+
+
+@pytest.mark.parametrize("units", [30, 60])
+def test_dissect_zeroes_the_chosen_units_of_the_layer(units, tmp_path):
+    """GAN Dissection's baseline: the erased units' columns of W are zero, nothing else moved."""
+    from lightning_rewrite import memory
+
+    out = tmp_path / "d"
+    assert run("fit", "recipe=watermark", "edit.method=dissect", f"edit.units={units}", f"out={out}", "logger=none",
+               "trainer.max_steps=1", "progress=false") == 0
+    (change,) = Edit.load(out / "edit.safetensors").changes
+    spec = json.loads((out / "edit.json").read_text())
+    assert len(spec["units"]) == units
+    edited = memory.as_memory(change.edited, change.key_axis)
+    zero_columns = sorted(int(i) for i in torch.nonzero(edited.abs().sum(0) == 0))
+    assert zero_columns == sorted(spec["units"])
+    moved = memory.as_memory(change.delta, change.key_axis).abs().sum(0) > 0
+    assert int(moved.sum()) == units
