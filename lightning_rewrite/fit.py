@@ -20,6 +20,7 @@ from .atomic import write_text
 from .build import Model, build_request, check_layer, load_model
 from .callbacks import EditImages, KeyCovariance, ProjectedOptimizer
 from .edit import Edit
+from .errors import RewriteError
 from .fingerprint import module_fingerprint
 from .models.saving import save_generator
 from .module import RewriteModule
@@ -112,29 +113,35 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
     module = make_module(cfg, model, request)
     with run_directory(out) as tmp:
         logger = loggers.make_logger(cfg.logger, tmp, cfg.recipe)
-        metrics: dict[str, Any] = {}
-        if module.needs_statistics:
-            metrics.update(key_statistics(cfg, module))
-        trainer = _trainer(cfg, logger, tmp, module.projection() is not None)
-        start = time.perf_counter()
-        trainer.fit(module)
-        metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
-        with torch.no_grad():
-            metrics["constraint_loss"] = float(module.goal_loss())
-        if module.lam is not None:
-            metrics["lambda_norm"] = float(module._lambda().detach().norm())
-        metrics["steps"] = cfg.trainer.max_steps
-        edited = module.edited_generator().eval()
-        metrics.update(quick_measures(model, cfg, base, edited, cfg.sample.start))
-        spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
-        edit = Edit.from_module(module, base_fingerprint, spec)
-        edit_path = edit.save(tmp / "edit.safetensors")
-        save_generator(edited, tmp, model.source)
-        request.save(tmp / "request.json")
-        write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
-        metrics["changed_weights"] = [c.name for c in edit.changes]
-        write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-        loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
-        loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
+        try:
+            metrics: dict[str, Any] = {}
+            if module.needs_statistics:
+                metrics.update(key_statistics(cfg, module))
+            trainer = _trainer(cfg, logger, tmp, module.projection() is not None)
+            start = time.perf_counter()
+            trainer.fit(module)
+            if trainer.interrupted:
+                raise RewriteError(f"fit of {cfg.recipe} was interrupted; {out} is unchanged")
+            metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
+            with torch.no_grad():
+                metrics["constraint_loss"] = float(module.goal_loss())
+            if module.lam is not None:
+                metrics["lambda_norm"] = float(module._lambda().detach().norm())
+            metrics["steps"] = cfg.trainer.max_steps
+            edited = module.edited_generator().eval()
+            metrics.update(quick_measures(model, cfg, base, edited, cfg.sample.start))
+            spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
+            edit = Edit.from_module(module, base_fingerprint, spec)
+            edit_path = edit.save(tmp / "edit.safetensors")
+            save_generator(edited, tmp, model.source)
+            request.save(tmp / "request.json")
+            write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
+            metrics["changed_weights"] = [c.name for c in edit.changes]
+            write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+            loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
+            loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
+        except BaseException:
+            loggers.finish(logger, "failed")
+            raise
         loggers.finish(logger)
     return metrics

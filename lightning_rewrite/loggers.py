@@ -71,10 +71,10 @@ def log_artifact(logger: Logger | None, paths: list[Path], name: str, kind: str 
         logger.experiment.log_artifact(artifact)
 
 
-def finish(logger: Logger | None) -> None:
-    """Flush and close the logger (before its directory is moved into place)."""
+def finish(logger: Logger | None, status: str = "success") -> None:
+    """Flush and close the logger (before its directory is moved into place, or removed)."""
     if logger is None:
         return
-    logger.finalize("success")
+    logger.finalize(status)
     if isinstance(logger, WandbLogger):
-        logger.experiment.finish()
+        logger.experiment.finish(exit_code=0 if status == "success" else 1)
