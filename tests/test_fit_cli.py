@@ -332,3 +332,23 @@ def test_dissect_zeroes_the_chosen_units_of_the_layer(units, tmp_path):
     assert zero_columns == sorted(spec["units"])
     moved = memory.as_memory(change.delta, change.key_axis).abs().sum(0) > 0
     assert int(moved.sum()) == units
+
+
+def test_a_paper_recipe_runs_on_a_user_checkpoint_and_an_official_request(tmp_path):
+    """The *_paper settings (layer 8, projected descent, truncation 0.5) on a checkpoint and an
+    official edit file the user supplies; here the church world's generator stands in."""
+    from lightning_rewrite.build import stored_request_path
+
+    generator = get_world("churches").load_generator()
+    torch.save(generator.state_dict(), tmp_path / "church.pt")
+    out = tmp_path / "paper"
+    assert run("fit", "recipe=domes_to_trees_paper", f"model.checkpoint={tmp_path / 'church.pt'}",
+               f"edit.request={stored_request_path('domes_to_trees')}", f"out={out}", "logger=none",
+               "trainer.max_steps=12", "stats.samples=50", "progress=false") == 0
+    spec = json.loads((out / "edit.json").read_text())
+    assert spec["layer"] == "layer8" and spec["solver"]["parametrization"] == "projected"
+    assert spec["config"]["model"]["truncation"] == 0.5 and spec["config"]["model"]["world"] is None
+    assert changed_tensors(generator.state_dict(), load_generator(out / "generator.pt").state_dict()) == \
+        ["convs.5.conv.weight"]
+    (change,) = Edit.load(out / "edit.safetensors").changes
+    assert change.rank == 1  # projected descent stays on W0 + span(d)
