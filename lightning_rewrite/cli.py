@@ -25,7 +25,7 @@ DEFAULTS: dict[str, dict] = {
     "pretrain": {"world": "churches", "out": None, "iterations": 10_000, "batch_size": 16, "seed": 0,
                  "sample_every": 250, "checkpoint_every": 100, "progress": True, "export": None},
     "segmenter": {"world": "churches", "steps": 1500, "batch_size": 32, "seed": 0, "export": None,
-                  "progress": True},
+                  "progress": True, "init": None, "lr": 3e-3},
 }
 HELP = {
     "fit": "make the recipe's edit; writes the edited generator, edit.safetensors/.json, before_after.png, metrics.json",

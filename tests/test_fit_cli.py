@@ -53,7 +53,7 @@ def test_fit_writes_the_run_directory(church_fit):
     assert metrics["constraint_loss"] < 0.05 and metrics["stats_samples"] == 1000
     # on the 16 held-out samples shown, most dome pixels are gone and some are trees (none are unedited)
     assert metrics["dome_pixels_after_shown16"] < 0.3 * metrics["dome_pixels_before_shown16"]
-    assert metrics["efficacy_dome_to_tree_shown16"] >= 0.1
+    assert metrics["efficacy_dome_to_tree_shown16"] >= 0.2
     spec = json.loads((church_fit / "edit.json").read_text())
     assert spec["recipe"] == "domes_to_trees" and spec["rank"] == 1 and spec["layer"] == "layer6"
     assert spec["base_fingerprint"] == module_fingerprint(get_world("churches").load_generator())
@@ -91,11 +91,13 @@ def test_the_edit_file_applies_and_reverts_bitwise(church_fit):
 
 
 def test_test_command_measures_the_edit(church_fit):
-    assert run("test", "recipe=domes_to_trees", f"out={church_fit}", "test.n=64", "progress=false") == 0
+    """The worlds issue's smoke bar, through the README's command: ≥ 30% of the dome pixels of
+    200 held-out samples become tree (measured 0.42 on the shipped generator)."""
+    assert run("test", "recipe=domes_to_trees", f"out={church_fit}", "test.n=200", "progress=false") == 0
     metrics = json.loads((church_fit / "test" / "metrics.json").read_text())
-    assert metrics["n"] == 64 and metrics["source_pixels_before"] > 1000
+    assert metrics["n"] == 200 and metrics["source_pixels_before"] > 5000
     assert metrics["source_pixels_after"] < 0.3 * metrics["source_pixels_before"]
-    assert metrics["efficacy_dome_to_tree"] >= 0.1
+    assert metrics["efficacy_dome_to_tree"] >= 0.3
     # the edit acts on domes: outside them pixels move less than a tenth of the image range
     assert metrics["masked_l1"] < 0.1 and metrics["masked_lpips"].startswith("unavailable: LPIPS needs the alex backbone")
     assert (church_fit / "test" / "largest_change.png").is_file()

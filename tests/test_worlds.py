@@ -88,3 +88,16 @@ def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
     with torch.no_grad():
         z = torch.randn(2, generator.style_dim)
         assert torch.equal(generator(z), module.ema.eval()(z))
+
+
+def test_copy_paste_augmentation_moves_objects_with_their_labels():
+    from lightning_rewrite.worlds.segmenter import paste_objects
+
+    w = get_world("churches")
+    r = w.render(16, seed=5)
+    images, labels = paste_objects(r.images, r.labels, w.classes, w.paste_objects, torch.Generator().manual_seed(0), p=1.0)
+    changed = (labels != r.labels)
+    assert changed.flatten(1).any(1).float().mean() > 0.5  # most images got an object
+    assert set(labels[changed].unique().tolist()) <= {w.classes.index(c) for c in w.paste_objects}
+    same = ~(images != r.images).any(1)
+    assert same[~changed].float().mean() > 0.97  # pixels move only where an object was pasted

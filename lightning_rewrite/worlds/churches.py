@@ -11,6 +11,8 @@ from .canvas import Canvas, Render
 CLASSES = ("sky", "ground", "wall", "window", "roof", "dome", "spire", "tree", "watermark")
 ROOF_PROBS = (0.4, 0.3, 0.3)
 WATERMARK_P = 0.2
+#: What church edits move between places: the segmenter learns to read them anywhere.
+PASTE_OBJECTS = ("dome", "spire", "tree")
 
 
 def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float, n: int = 5) -> torch.Tensor:

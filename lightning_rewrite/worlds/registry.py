@@ -38,6 +38,11 @@ class World:
         """Per-image flags (e.g. ``smiling``) and the class whose presence decides each."""
         return dict(getattr(self._impl, "FLAGS", {}))
 
+    @property
+    def paste_objects(self) -> tuple[str, ...]:
+        """Object classes the segmenter learns to read anywhere (copy-paste augmentation)."""
+        return tuple(getattr(self._impl, "PASTE_OBJECTS", ()))
+
     def render(self, n: int, seed: int = 0) -> Render:
         """``n`` images with labels from ``seed`` (the same seed gives the same images)."""
         return self._impl.render(n, seed=seed)

@@ -74,6 +74,35 @@ def augment(images: Tensor, g: torch.Generator) -> Tensor:
     return (x * gain + 0.04 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
 
 
+def paste_objects(images: Tensor, labels: Tensor, classes: tuple[str, ...], names: tuple[str, ...],
+                  g: torch.Generator, p: float = 0.5, max_shift: int = 24) -> tuple[Tensor, Tensor]:
+    """Copy-paste augmentation: into each image, with probability ``p``, paste the pixels of one
+    object class (``names``) of another image of the batch, shifted at random — so a tree on a
+    roof reads as a tree, as a rewritten generator draws it, not as what usually sits there."""
+    if not names:
+        return images, labels
+    b = len(images)
+    images, labels = images.clone(), labels.clone()
+    donors = torch.roll(torch.arange(b), 1)
+    pick = torch.randint(len(names) * 12, (b,), generator=g)  # any of the donor's objects
+    shifts = torch.randint(-max_shift, max_shift + 1, (b, 2), generator=g)
+    chosen = torch.rand(b, generator=g) < p
+    ids = [classes.index(n) for n in names]
+    for i in torch.nonzero(chosen).flatten().tolist():
+        j = int(donors[i])
+        present = [c for c in ids if (labels[j] == c).any()]
+        if not present:
+            continue
+        cls = present[int(pick[i]) % len(present)]
+        mask = labels[j] == cls
+        dy, dx = (int(v) for v in shifts[i])
+        mask = torch.roll(mask, (dy, dx), (0, 1))
+        src = torch.roll(images[j], (dy, dx), (1, 2))
+        images[i] = torch.where(mask, src, images[i])
+        labels[i] = torch.where(mask, torch.full_like(labels[i], cls), labels[i])
+    return images, labels
+
+
 def iou(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
     """(C,) intersection over union per class over all pixels (NaN where a class never occurs)."""
     out = torch.full((n_classes,), float("nan"))
@@ -85,15 +114,22 @@ def iou(pred: Tensor, target: Tensor, n_classes: int) -> Tensor:
     return out
 
 
-def evaluate(segmenter: Segmenter, world: str, n: int = 1000) -> dict[str, float]:
+def evaluate(segmenter: Segmenter, world: str, n: int = 1000, pasted: bool = False) -> dict[str, float]:
     """IoU per class on ``n`` fresh renders (seeds never used in training), and the accuracy of
-    each per-image flag read from the predicted labels (faces: ``smiling_accuracy``)."""
+    each per-image flag read from the predicted labels (faces: ``smiling_accuracy``).
+    ``pasted``: every render gets an object of another pasted somewhere (a tree on a roof)."""
     from .measures import presence
 
     w = get_world(world)
     r = w.render(n, seed=EVAL_SEED)
-    pred = segmenter.labels(r.images)
-    scores = iou(pred, r.labels, len(w.classes))
+    images, labels = r.images, r.labels
+    if pasted:
+        images, labels = paste_objects(images, labels, w.classes, w.paste_objects,
+                                       torch.Generator().manual_seed(EVAL_SEED), p=1.0)
+    pred = segmenter.labels(images)
+    scores = iou(pred, labels, len(w.classes))
+    if pasted:
+        return {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
     out = {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
     for flag, cls in w.flags.items():
         out[f"{flag}_accuracy"] = round(float((presence(pred, w.classes, cls) == r.extras[flag]).float().mean()), 4)
@@ -101,21 +137,31 @@ def evaluate(segmenter: Segmenter, world: str, n: int = 1000) -> dict[str, float
 
 
 def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: int = 0,
-                    export: str | Path | None = None, progress: bool = True) -> tuple[Segmenter, dict]:
-    """Train the world's segmenter on fresh renders; evaluate IoU on 1,000 more; export weights
-    and card (default: the package's ``worlds/weights/<world>_segmenter.safetensors``)."""
+                    export: str | Path | None = None, progress: bool = True,
+                    init: str | Path | None = None, lr: float = 3e-3) -> tuple[Segmenter, dict]:
+    """Train the world's segmenter on fresh renders (with the world's copy-paste objects pasted
+    at random places); evaluate IoU on 1,000 more; export weights and card (default: the
+    package's ``worlds/weights/<world>_segmenter.safetensors``). ``init``: fine-tune from these
+    weights (``shipped``: the package's own)."""
     w = get_world(world)
     torch.manual_seed(seed)
     model = Segmenter(len(w.classes))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    previous = None
+    if init:
+        path = w.weights("segmenter") if str(init) == "shipped" else Path(init)
+        model = load_segmenter(world, path).train()
+        card_path = path.with_suffix(".json")
+        previous = json.loads(card_path.read_text()) if card_path.is_file() else None
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
     start = time.time()
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"segmenter {world}", total=steps)
         for step in range(steps):
             r = w.render(batch_size, seed=20_000_000 + seed * 1_000_000 + step)
-            loss = F.cross_entropy(model(augment(r.images, g)), r.labels)
+            images, labels = paste_objects(r.images, r.labels, w.classes, w.paste_objects, g)
+            loss = F.cross_entropy(model(augment(images, g)), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,7 +173,11 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
     scores = evaluate(model, world)
     card = {"world": world, "kind": "segmenter", "seed": seed, "steps": steps, "batch_size": batch_size,
             "train_seconds": round(seconds, 1), "classes": list(w.classes), "width": WIDTH,
-            "iou_fresh_renders_n1000": scores}
+            "paste_objects": list(w.paste_objects), "iou_fresh_renders_n1000": scores}
+    if w.paste_objects:
+        card["iou_pasted_renders_n1000"] = evaluate(model, world, pasted=True)
+    if previous is not None:
+        card["fine_tuned_from"] = {k: previous[k] for k in ("steps", "train_seconds", "seed") if k in previous}
     path = Path(export) if export else w.weights("segmenter")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
