@@ -22,13 +22,24 @@ def segment_samples(generator: nn.Module, segmenter: Segmenter, indices: range, 
     return images, segmenter.labels(images)
 
 
-def _one_side(mask: Tensor) -> Tensor:
-    """The larger of the mask's left and right halves (one tree when there are two)."""
-    half = mask.shape[-1] // 2
-    left, right = mask.clone(), mask.clone()
-    left[..., half:] = 0
-    right[..., :half] = 0
-    return left if left.sum() >= right.sum() else right
+def largest_component(mask: Tensor) -> Tensor:
+    """The largest 4-connected component of a binary (H, W) mask: one object to copy, without
+    stray pixels elsewhere that would stretch its bounding box."""
+    on = mask > 0.5
+    if not on.any():
+        return mask.clone()
+    h, w = on.shape
+    big = h * w + 1
+    ids = torch.where(on, torch.arange(h * w, dtype=torch.float32).view(h, w), torch.full((h, w), float(big)))
+    while True:  # propagate the smallest index through each component
+        padded = torch.nn.functional.pad(ids[None, None], (1, 1, 1, 1), value=float(big))[0, 0]
+        neighbours = torch.stack([padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        new = torch.where(on, neighbours.min(0).values, ids)
+        if torch.equal(new, ids):
+            break
+        ids = new
+    labels, counts = ids[on].unique(return_counts=True)
+    return (ids == labels[counts.argmax()]).float() * mask
 
 
 def class_mask(labels: Tensor, classes: tuple[str, ...], names: str | tuple[str, ...]) -> Tensor:
@@ -52,9 +63,9 @@ def _shows(labels: Tensor, classes: tuple[str, ...], names: tuple[str, ...] | li
 
 def copy_paste_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...],
                        source: str | tuple[str, ...], target: str | tuple[str, ...], pool: range = range(100),
-                       n_context: int = 4, min_pixels: int = 60, one_side: bool = True,
+                       n_context: int = 4, min_pixels: int = 60,
                        require: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> EditRequest:
-    """Copy the largest ``target`` object (one side of the image when ``one_side``) of a sample
+    """Copy the largest ``target`` object (its largest connected component) of a sample
     showing every class in ``require``, paste it over the largest ``source`` region of another
     sample, and use ``n_context`` further ``source`` regions as the context; paste and context
     samples show none of ``exclude``. ``source``/``target`` may name several classes (a smile:
@@ -62,8 +73,7 @@ def copy_paste_request(generator: nn.Module, segmenter: Segmenter, classes: tupl
     _, labels = segment_samples(generator, segmenter, pool)
     src = class_mask(labels, classes, source)
     tgt = class_mask(labels, classes, target)
-    if one_side:
-        tgt = torch.stack([_one_side(m) for m in tgt])
+    tgt = torch.stack([largest_component(m) for m in tgt])
     has_all = torch.ones(len(labels), dtype=torch.bool)
     for name in require:
         has_all &= _shows(labels, classes, (name,))
