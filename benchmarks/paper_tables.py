@@ -51,6 +51,22 @@ def _lpips(t: dict) -> str:
     return _f(v) if isinstance(v, float) else "n/a"
 
 
+def _section(title: str, columns: list[str], rows: dict, cells, first: list[str] | None = None) -> list[str]:
+    """A markdown table: one row per method, ``cells(test_metrics)`` giving its values."""
+    out = [f"## {title}", "", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    if first:
+        out.append("| " + " | ".join(first) + " |")
+    out += [f"| {method} | " + " | ".join(cells(r["test"])) + " |" for method, r in rows.items()]
+    return out
+
+
+def _less_change(rows: dict, against: list[str] | None = None) -> bool:
+    """Whether rank_s changes less outside the region than each method in ``against`` (default: all others)."""
+    rank = rows.get("rank_s", {}).get("test", {}).get("masked_l1", float("inf"))
+    others = [m for m in rows if m != "rank_s"] if against is None else [m for m in against if m in rows]
+    return bool(others) and all(rank < rows[m]["test"]["masked_l1"] for m in others)
+
+
 def tables(results: dict, n: int) -> str:
     """Markdown: one table per paper table, with each bar checked."""
     lines = [f"# The paper's tables on the embedded worlds (n = {n} held-out samples)", ""]
@@ -58,55 +74,42 @@ def tables(results: dict, n: int) -> str:
         if recipe not in results:
             continue
         rows = results[recipe]
-        lines += [f"## Table 2: {recipe}", "", "| method | efficacy (dome → " + target + ") | masked L1 | masked LPIPS |",
-                  "|---|---|---|---|"]
-        for method, r in rows.items():
-            t = r["test"]
-            lines.append(f"| {method} | {_f(t.get(f'efficacy_dome_to_{target}'))} | {_f(t['masked_l1'])} | {_lpips(t)} |")
+        lines += _section(f"Table 2: {recipe}", [f"efficacy (dome → {target})", "masked L1", "masked LPIPS"], rows,
+                          lambda t: [_f(t.get(f"efficacy_dome_to_{target}")), _f(t["masked_l1"]), _lpips(t)])
         rank = rows.get("rank_s", {}).get("test", {})
         eff_ok = rank.get(f"efficacy_dome_to_{target}", 0) >= 0.5
-        spec_ok = all(rank.get("masked_l1", 1) < r["test"]["masked_l1"] for m, r in rows.items() if m != "rank_s")
+        spec_ok = _less_change(rows)
         lines += ["", f"Bar: efficacy ≥ 0.50 — {'met' if eff_ok else 'MISSED'}; masked change below every baseline — "
                   f"{'met' if spec_ok else 'MISSED'}.", ""]
     if "smile" in results:
         rows = results["smile"]
-        lines += ["## Table 1: smile", "", "| method | smile rate before | after | masked L1 | masked LPIPS |",
-                  "|---|---|---|---|---|"]
-        for method, r in rows.items():
-            t = r["test"]
-            lines.append(f"| {method} | {_f(t['smiling_rate_before'])} | {_f(t['smiling_rate_after'])} | "
-                         f"{_f(t['masked_l1'])} | {_lpips(t)} |")
+        lines += _section("Table 1: smile", ["smile rate before", "after", "masked L1", "masked LPIPS"], rows,
+                          lambda t: [_f(t["smiling_rate_before"]), _f(t["smiling_rate_after"]), _f(t["masked_l1"]), _lpips(t)])
         rank = rows.get("rank_s", {}).get("test", {})
         rise = rank.get("smiling_rate_after", 0) - rank.get("smiling_rate_before", 0)
-        spec_ok = all(rank.get("masked_l1", 1) < r["test"]["masked_l1"] for m, r in rows.items() if m != "rank_s")
+        spec_ok = _less_change(rows)
         lines += ["", f"Bar: smile rate +30 points — {'met' if rise >= 0.3 else 'MISSED'} (+{100 * rise:.1f}); "
                   f"masked change below the baselines — {'met' if spec_ok else 'MISSED'}.", ""]
     if "watermark" in results:
         rows = results["watermark"]
         first = next(iter(rows.values()))["test"]
-        lines += ["## Table 3: watermark", "", "| method | centre rate | bottom rate | any | masked L1 |", "|---|---|---|---|---|",
-                  f"| unedited | {_f(first['watermark_center_rate_before'])} | {_f(first['watermark_bottom_rate_before'])} | "
-                  f"{_f(first['watermark_any_rate_before'])} | 0 |"]
-        for method, r in rows.items():
-            t = r["test"]
-            lines.append(f"| {method} | {_f(t['watermark_center_rate_after'])} | {_f(t['watermark_bottom_rate_after'])} | "
-                         f"{_f(t['watermark_any_rate_after'])} | {_f(t['masked_l1'])} |")
+        zones = ("center", "bottom", "any")
+        lines += _section("Table 3: watermark", ["centre rate", "bottom rate", "any", "masked L1"], rows,
+                          lambda t: [_f(t[f"watermark_{z}_rate_after"]) for z in zones] + [_f(t["masked_l1"])],
+                          first=["unedited"] + [_f(first[f"watermark_{z}_rate_before"]) for z in zones] + ["0"])
         rank = rows.get("rank_s", {}).get("test", {})
         cut = rank.get("watermark_any_rate_after", 1) <= first["watermark_any_rate_before"] / 5
-        spec_ok = rank.get("masked_l1", 1) < rows.get("dissect:60", {}).get("test", {}).get("masked_l1", 0)
+        spec_ok = _less_change(rows, ["dissect:60"])
         lines += ["", f"Bar: rank-1 cuts the rate to ≤ 1/5 — {'met' if cut else 'MISSED'}; masked change below "
                   f"dissect 60 — {'met' if spec_ok else 'MISSED'}.", ""]
     if "reflection" in results:
         rows = results["reflection"]
-        lines += ["## Sect. 5.3: reflection", "", "| method | correlation before | after | masked L1 (outside window, reflection) |",
-                  "|---|---|---|---|"]
-        for method, r in rows.items():
-            t = r["test"]
-            lines.append(f"| {method} | {_f(t['rule_correlation_before'])} | {_f(t['rule_correlation_after'])} | "
-                         f"{_f(t['masked_l1'])} |")
+        lines += _section("Sect. 5.3: reflection", ["correlation before", "after", "masked L1 (outside window, reflection)"],
+                          rows, lambda t: [_f(t["rule_correlation_before"]), _f(t["rule_correlation_after"]),
+                                           _f(t["masked_l1"])])
         rank = rows.get("rank_s", {}).get("test", {})
         ok = rank.get("rule_correlation_before", 0) >= 0.6 and rank.get("rule_correlation_after", 1) <= -0.2
-        spec_ok = rank.get("masked_l1", 1) < rows.get("full_layer", {}).get("test", {}).get("masked_l1", 0)
+        spec_ok = _less_change(rows, ["full_layer"])
         lines += ["", f"Bar: ≥ +0.6 before and ≤ −0.2 after — {'met' if ok else 'MISSED'}; rest of the image changes "
                   f"less than full_layer — {'met' if spec_ok else 'MISSED'}.", ""]
     return "\n".join(lines)

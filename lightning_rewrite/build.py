@@ -98,7 +98,7 @@ def check_request(request: EditRequest, size: tuple[int, int]) -> None:
 
 def build_request(cfg: DictConfig, model: Model) -> EditRequest:
     """The edit request: ``edit.request`` (an official or our JSON file), else the recipe's selection."""
-    e, s = cfg.edit, cfg.select
+    e = cfg.edit
     if e.request:
         request = EditRequest.from_json(e.request, kind=e.kind if e.kind != "copy" else None,
                                         units=e.units if e.kind == "erase" else None)
