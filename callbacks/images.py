@@ -18,12 +18,14 @@ PANELS = ("before_after", "selections", "context_match")
 class EditImages(pl.Callback):
     """At fit end, draw ``n`` samples from index ``start`` (held out from the selections) with
     the unedited and the edited generator; write ``<name>.png`` under ``out`` (when given) and
-    send the panels to the logger (W&B, TensorBoard). ``pictures`` keeps them for the caller."""
+    send the panels to the logger (W&B, TensorBoard). ``pictures`` keeps them, and ``samples``
+    the unedited and edited images (in [-1, 1]), for the caller to measure."""
 
     def __init__(self, out: str | os.PathLike | None = None, start: int = 1000, n: int = 16) -> None:
         self.out = Path(out) if out is not None else None
         self.start, self.n = start, n
         self.pictures: dict[str, torch.Tensor] = {}
+        self.samples: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -32,7 +34,8 @@ class EditImages(pl.Callback):
         z = pl_module.latents.take(range(self.start, self.start + self.n)).to(pl_module.device)
         edited = pl_module.edited_generator().eval()
         with torch.no_grad():
-            before, after = images.unit(base(z)), images.unit(edited(z))
+            self.samples = (base(z).clamp(-1, 1).cpu(), edited(z).clamp(-1, 1).cpu())
+        before, after = (images.unit(s) for s in self.samples)
         chosen = images.selections(pl_module.request, base, pl_module.latents)
         pairs = images.before_after(before, after)
         rows = [chosen, pairs]

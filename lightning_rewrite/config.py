@@ -152,12 +152,13 @@ def _omegaconf_message(e: OmegaConfBaseException) -> str:
 
 def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig:
     """The recipe's YAML over the schema's defaults, then the ``key=value`` overrides."""
-    valid = ", ".join(field_defaults())
+    fields = field_defaults()
+    valid = ", ".join(fields)
     for item in overrides:
         if "=" not in item:
             raise RewriteError(f"argument {item!r} is not key=value (e.g. recipe=domes_to_trees edit.rank=2)")
         key = item.split("=", 1)[0].lstrip("+")
-        if key not in field_defaults() and not key.startswith("needs."):
+        if key not in fields and not key.startswith("needs."):
             raise RewriteError(f"unknown key {key!r}; valid keys: {valid}")
     cli = OmegaConf.from_dotlist(overrides)
     schema = OmegaConf.structured(RunConfig)

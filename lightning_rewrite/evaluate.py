@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from . import images
@@ -22,6 +21,7 @@ from .edit import Edit
 from .errors import RewriteError
 from .metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
 from .rundir import run_directory
+from .sampling import batches
 
 log = logging.getLogger(__name__)
 SHOWN = 8
@@ -119,18 +119,13 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     edited = edit.apply(copy.deepcopy(model.generator), force=cfg.model.force)
     measures = EditMeasures(cfg, model)
     idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
-    change = torch.empty(len(idx))
+    changes = []
+    for before, after in batches([model.generator, edited], model.latents, idx, cfg.test.batch_size, cfg.progress,
+                                 "test samples"):
+        measures.update(before, after)
+        changes.append((after - before).abs().flatten(1).mean(1))
+    change = torch.cat(changes)
     device = next(model.generator.parameters()).device
-    columns = (TextColumn("test samples"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not cfg.progress, transient=True) as bar, torch.no_grad():
-        task = bar.add_task("test", total=len(idx))
-        for start in range(0, len(idx), cfg.test.batch_size):
-            chunk = list(idx[start:start + cfg.test.batch_size])
-            z = model.latents.take(chunk).to(device)
-            before, after = model.generator(z).clamp(-1, 1).cpu(), edited(z).clamp(-1, 1).cpu()
-            measures.update(before, after)
-            change[start:start + len(chunk)] = (after - before).abs().flatten(1).mean(1)
-            bar.advance(task, len(chunk))
     metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, "n": len(idx),
                "mean_abs_change": float(change.mean()), **measures.compute()}
     order = change.argsort(descending=True)

@@ -49,8 +49,8 @@ def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteM
                          latents=model.latents)
 
 
-def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool) -> pl.Trainer:
-    callbacks: list[pl.Callback] = [EditImages(root, start=cfg.sample.start, n=SHOWN)]
+def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, pictures: EditImages) -> pl.Trainer:
+    callbacks: list[pl.Callback] = [pictures]
     if projected:
         callbacks.append(ProjectedOptimizer(every=cfg.edit.project_every))
     if cfg.progress:
@@ -61,17 +61,14 @@ def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool) -> pl.Tr
                       log_every_n_steps=10)
 
 
-def quick_measures(model: Model, cfg: DictConfig, base, edited, start: int) -> dict[str, float]:
-    """On the shown held-out samples, with the world's segmenter: how much of the source class
-    became the target class (copy recipes) or remains (erase / paired)."""
+def quick_measures(model: Model, cfg: DictConfig, before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+    """On the shown held-out samples (unedited, edited), with the world's segmenter: how much of
+    the source class became the target class (copy recipes) or remains (erase / paired)."""
     if model.segmenter is None or not cfg.select.source:
         return {}
     from .worlds.measures import region_efficacy
-    from .worlds.selections import segment_samples
 
-    idx = range(start, start + SHOWN)
-    _, lb = segment_samples(base, model.segmenter, idx)
-    _, la = segment_samples(edited, model.segmenter, idx)
+    lb, la = model.segmenter.labels(before), model.segmenter.labels(after)
     classes = model.world.classes
     out = {}
     src = cfg.select.source[0]
@@ -108,8 +105,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
     model = load_model(cfg)
     check_layer(model, cfg.edit.layer)
     request = build_request(cfg, model)
-    base = model.generator
-    base_fingerprint = module_fingerprint(base)
+    base_fingerprint = module_fingerprint(model.generator)
     module = make_module(cfg, model, request)
     with run_directory(out) as tmp:
         logger = loggers.make_logger(cfg.logger, tmp, cfg.recipe)
@@ -117,7 +113,8 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             metrics: dict[str, Any] = {}
             if module.needs_statistics:
                 metrics.update(key_statistics(cfg, module))
-            trainer = _trainer(cfg, logger, tmp, module.projection() is not None)
+            pictures = EditImages(tmp, start=cfg.sample.start, n=SHOWN)
+            trainer = _trainer(cfg, logger, tmp, module.projection() is not None, pictures)
             start = time.perf_counter()
             trainer.fit(module)
             if trainer.interrupted:
@@ -129,7 +126,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
                 metrics["lambda_norm"] = float(module._lambda().detach().norm())
             metrics["steps"] = cfg.trainer.max_steps
             edited = module.edited_generator().eval()
-            metrics.update(quick_measures(model, cfg, base, edited, cfg.sample.start))
+            metrics.update(quick_measures(model, cfg, *pictures.samples))
             spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
             edit = Edit.from_module(module, base_fingerprint, spec)
             edit_path = edit.save(tmp / "edit.safetensors")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -12,21 +13,26 @@ from . import images
 from .data import LatentSampler
 
 
-def draw(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,
-         progress: bool = True, what: str = "sampling") -> list[Tensor]:
-    """Images in [-1, 1] (CPU) of each generator for the same latents ``indices``."""
+def batches(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,
+            progress: bool = True, what: str = "sampling") -> Iterator[list[Tensor]]:
+    """Per batch of ``indices``, the images in [-1, 1] (CPU) of each generator for the same
+    latents, with a progress bar: for loops that score samples without keeping them."""
     device = next(generators[0].parameters()).device
-    out: list[list[Tensor]] = [[] for _ in generators]
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.no_grad():
         task = bar.add_task(what, total=len(indices))
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             z = latents.take(list(chunk)).to(device)
-            for g, acc in zip(generators, out):
-                acc.append(g(z).clamp(-1, 1).cpu())
+            yield [g(z).clamp(-1, 1).cpu() for g in generators]
             bar.advance(task, len(chunk))
-    return [torch.cat(acc) for acc in out]
+
+
+def draw(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,
+         progress: bool = True, what: str = "sampling") -> list[Tensor]:
+    """Images in [-1, 1] (CPU) of each generator for the same latents ``indices``."""
+    out = list(zip(*batches(generators, latents, indices, batch_size, progress, what)))
+    return [torch.cat(parts) for parts in out]
 
 
 def write_samples(samples: Tensor, indices: range, directory: Path, grid: bool, folder: bool) -> list[Path]:

@@ -127,10 +127,9 @@ def evaluate(segmenter: Segmenter, world: str, n: int = 1000, pasted: bool = Fal
         images, labels = paste_objects(images, labels, w.classes, w.paste_objects,
                                        torch.Generator().manual_seed(EVAL_SEED), p=1.0)
     pred = segmenter.labels(images)
-    scores = iou(pred, labels, len(w.classes))
-    if pasted:
-        return {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
-    out = {name: round(float(s), 4) for name, s in zip(w.classes, scores)}
+    out = {name: round(float(s), 4) for name, s in zip(w.classes, iou(pred, labels, len(w.classes)))}
+    if pasted:  # the flags belong to the renders as drawn, not to the pasted ones
+        return out
     for flag, cls in w.flags.items():
         out[f"{flag}_accuracy"] = round(float((presence(pred, w.classes, cls) == r.extras[flag]).float().mean()), 4)
     return out

@@ -116,7 +116,8 @@ def paired_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[st
     src = class_mask(labels, classes, source)
     everyone = torch.ones(len(labels), dtype=torch.bool)
     lit = _ranked(src, min_pixels, everyone)
-    dark = [i for i in range(len(labels)) if src[i].sum() == 0 and not _shows(labels, classes, ("window",))[i]]
+    no_window = ~_shows(labels, classes, ("window",))
+    dark = [i for i in range(len(labels)) if src[i].sum() == 0 and no_window[i]]
     n = min(n_pairs, len(lit), len(dark))
     if n < 1:
         raise RewriteError(f"found {len(lit)} samples with a {'/'.join(source)} of {min_pixels}+ pixels and {len(dark)} "
