@@ -12,13 +12,14 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import images
 from .atomic import write_text
 from .build import Model, load_model
 from .edit import Edit
 from .errors import RewriteError
+from .interventions import LatentToggle, Toggled
 from .metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
 from .rundir import run_directory
 from .sampling import batches
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 SHOWN = 8
 #: A class counts as shown in an image from this many pixels on.
 MIN_PIXELS = 10
+#: A rule's cause is toggled along a latent direction found on these samples (the selection
+#: pool's, never the held-out ones measured).
+TOGGLE_SAMPLES = 500
 
 
 class EditMeasures:
@@ -53,7 +57,11 @@ class EditMeasures:
         if "watermark" in self.classes:
             w = self.classes.index("watermark")
             self.watermark = (WatermarkRate(w), WatermarkRate(w))
-        self.rule = (RuleCorrelation(), RuleCorrelation()) if "reflection" in self.classes else None
+        self.toggle, self.rule = None, None
+        if "reflection" in self.classes and self.segmenter is not None:
+            self.toggle = LatentToggle.fit(model.generator, self.segmenter, self.classes.index("window"),
+                                           model.latents, range(TOGGLE_SAMPLES))
+            self.rule = (RuleCorrelation(), RuleCorrelation())
         self.pixels = [0, 0]
 
     def region(self, lb: Tensor, la: Tensor) -> Tensor:
@@ -63,7 +71,17 @@ class EditMeasures:
             return torch.isin(lb, ids) | torch.isin(la, ids)
         return torch.isin(lb, torch.tensor(self.source))
 
-    def update(self, before: Tensor, after: Tensor) -> None:
+    def pair_generators(self, base: nn.Module, edited: nn.Module) -> list[nn.Module]:
+        """For a rule: each generator without and with the cause (window) — pairs of scenes."""
+        if self.toggle is None:
+            return []
+        return [Toggled(g, self.toggle, on) for g in (base, edited) for on in (False, True)]
+
+    def update(self, before: Tensor, after: Tensor, pairs: list[Tensor] | None = None) -> None:
+        """One batch: unedited and edited images of the same latents, and (for a rule) the
+        images of :meth:`pair_generators` for those latents."""
+        if pairs:
+            self.update_rule(pairs)
         if self.segmenter is None or not self.source:
             region = torch.zeros(before.shape[0], *before.shape[-2:], dtype=torch.bool)
             for m in self.change.values():
@@ -81,15 +99,18 @@ class EditMeasures:
         if self.watermark is not None:
             self.watermark[0].update(lb)
             self.watermark[1].update(la)
-        if self.rule is not None:
-            from .worlds.measures import reflection_brightness
-
-            window = self.classes.index("window")
-            for metric, imgs, labels in ((self.rule[0], before, lb), (self.rule[1], after, la)):
-                metric.update((labels == window).flatten(1).sum(1).float(), reflection_brightness(imgs, labels, self.classes))
         src = torch.tensor(self.source)
         self.pixels[0] += int(torch.isin(lb, src).sum())
         self.pixels[1] += int(torch.isin(la, src).sum())
+
+    def update_rule(self, pairs: list[Tensor]) -> None:
+        """Window vs reflection brightness within pairs of the same scene, before and after."""
+        from .worlds.measures import window_pair_brightness
+
+        for metric, k in zip(self.rule, (0, 2)):
+            imgs = (pairs[k], pairs[k + 1])
+            cause, effect = window_pair_brightness(imgs, tuple(self.segmenter.labels(i) for i in imgs), self.classes)
+            metric.update(cause, effect)
 
     def compute(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: float(m.compute()) for k, m in self.change.items()}
@@ -109,6 +130,8 @@ class EditMeasures:
                     out[f"watermark_{zone}_rate_{when}"] = float(value)
         if self.rule is not None:
             out["rule_correlation_before"], out["rule_correlation_after"] = (float(m.compute()) for m in self.rule)
+            out["rule_pairs"] = int(self.rule[0].n) // 2
+            out["rule_pairs_made_by"] = f"a direction in {self.toggle.space} space toggling the window"
         return out
 
 
@@ -120,9 +143,10 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     measures = EditMeasures(cfg, model)
     idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
     changes = []
-    for before, after in batches([model.generator, edited], model.latents, idx, cfg.test.batch_size, cfg.progress,
-                                 "test samples"):
-        measures.update(before, after)
+    generators = [model.generator, edited, *measures.pair_generators(model.generator, edited)]
+    for before, after, *pairs in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
+                                         "test samples"):
+        measures.update(before, after, pairs)
         changes.append((after - before).abs().flatten(1).mean(1))
     change = torch.cat(changes)
     device = next(model.generator.parameters()).device

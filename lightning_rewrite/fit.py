@@ -19,11 +19,13 @@ from . import loggers
 from .atomic import write_text
 from .build import Model, build_request, check_layer, load_model
 from .callbacks import EditImages, KeyCovariance, ProjectedOptimizer
+from .config import learning_rate
 from .edit import Edit
 from .errors import RewriteError
 from .fingerprint import module_fingerprint
 from .models.saving import save_generator
 from .module import RewriteModule
+from .perceptual import perceptual_distance, perceptual_name
 from .request import EditRequest
 from .rundir import run_directory
 
@@ -44,9 +46,11 @@ def key_statistics(cfg: DictConfig, module: RewriteModule) -> dict[str, Any]:
 
 def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
     e = cfg.edit
+    perceptual = perceptual_distance(e.perceptual, model.segmenter) if e.method == "all_weights" else None
     return RewriteModule(model.generator, e.layer, request, method=e.method, rank=e.rank,
-                         parametrization=e.parametrization, lr=e.lr, loss=e.loss, lr_schedule=e.lr_schedule,
-                         latents=model.latents)
+                         parametrization=e.parametrization, lr=learning_rate(e), loss=e.loss, lr_schedule=e.lr_schedule,
+                         latents=model.latents, perceptual=perceptual, perceptual_weight=e.perceptual_weight,
+                         smooth_weight=e.smooth_weight)
 
 
 def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, pictures: EditImages) -> pl.Trainer:
@@ -93,7 +97,7 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
         "recipe": cfg.recipe, "overrides": list(overrides), "config": OmegaConf.to_container(cfg),
         "model": {"checkpoint": cfg.model.checkpoint, "world": cfg.model.world,
                   "base_fingerprint": model.base_fingerprint, "edits_before": [ed.spec.get("recipe") for ed in model.edits]},
-        "solver": {"optimizer": "adam", "lr": e.lr, "steps": cfg.trainer.max_steps, "loss": e.loss,
+        "solver": {"optimizer": "adam", "lr": learning_rate(e), "steps": cfg.trainer.max_steps, "loss": e.loss,
                    "parametrization": e.parametrization, "lr_schedule": e.lr_schedule,
                    "project_every": e.project_every if e.parametrization == "projected" else None},
         "condition_number": module.condition,
@@ -125,6 +129,9 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             if module.lam is not None:
                 metrics["lambda_norm"] = float(module._lambda().detach().norm())
             metrics["steps"] = cfg.trainer.max_steps
+            if module.method == "all_weights":
+                metrics["image_distance"] = "l1" + (f" + {cfg.edit.perceptual_weight} * {perceptual_name(module.perceptual)}"
+                                                    if module.perceptual is not None else "")
             edited = module.edited_generator().eval()
             metrics.update(quick_measures(model, cfg, *pictures.samples))
             spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}

@@ -222,6 +222,14 @@ def low_rank_weight(w0: Tensor, lam: Tensor, directions: Tensor, key_axis: int) 
     return w0 + from_memory(delta, w0.shape, key_axis).to(w0)
 
 
+def change_directions(weight: Tensor, w0: Tensor, rank: int, key_axis: int) -> Tensor:
+    """D (N, S): the top right singular vectors of the memory change W − W0, so that
+    projecting onto span(D) keeps the change's best rank-S approximation (Eckart–Young)."""
+    delta = as_memory((weight - w0).to(torch.float64), key_axis)
+    _, _, vh = torch.linalg.svd(delta, full_matrices=False)
+    return vh[:rank].T.to(weight.dtype)
+
+
 def project_weight(weight: Tensor, w0: Tensor, directions: Tensor, key_axis: int) -> Tensor:
     """W0 + (W − W0) P_D: the nearest weight (Frobenius) whose change lies in span(D).
 

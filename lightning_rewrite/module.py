@@ -5,9 +5,15 @@ Methods:
 - ``rank_s``: W = W0 + Λ Dᵀ, D from the context keys (Appendix D). ``parametrization``
   ``"lambda"`` optimises Λ directly; ``"projected"`` optimises W and lets the
   ProjectedOptimizer callback project it back onto W0 + span(D) (the official code).
-  Λ starts from the closed-form insert of the layer's linear operation.
+  Λ starts from the closed-form insert of the layer's linear operation. ``"svd"`` finds D
+  from the change itself: W is optimised freely and projected onto its best rank-S change by
+  SVD (the paper's reflection edit, Sect. 5.3, where the context keys are shared by the two
+  scenes of each pair and do not say which way to change).
 - ``full_layer`` (Eq. 6): all of W, no direction constraint.
-- ``all_weights`` (Eq. 3): every weight of the generator, with an image-space loss.
+- ``all_weights`` (Eq. 2–3): every weight of the generator, minimising L_constraint (the
+  pasted goal image, over the goal region) + ``smooth_weight`` · L_smooth (unchanged output on
+  fresh latents), each with the image distance ℓ = L1 + ``perceptual_weight`` · ``perceptual``
+  (spatial LPIPS, or another map from :mod:`lightning_rewrite.perceptual`).
 - ``dissect`` (GAN Dissection, for erase requests): no optimisation; the erased key channels'
   columns of W are zeroed, so those units no longer reach the layer's output anywhere.
 
@@ -32,12 +38,13 @@ from .data import LatentSampler, step_loader
 from .errors import RewriteError
 from .layer import HookedLayer
 from .memory import SecondMoment
+from .perceptual import Frozen
 from .request import EditRequest, Goal
 
 log = logging.getLogger(__name__)
 
 METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
-PARAMETRIZATIONS = ("lambda", "projected")
+PARAMETRIZATIONS = ("lambda", "projected", "svd")
 LOSSES = ("l1", "mse")
 SCHEDULES = ("cosine", "constant")
 
@@ -91,6 +98,10 @@ class RewriteModule(pl.LightningModule):
         value_layer: str | None = None,
         warm_start: bool = True,
         copy_generator: bool = True,
+        perceptual: nn.Module | None = None,
+        perceptual_weight: float = 1.0,
+        smooth_weight: float = 1.0,
+        smooth_batch: int = 4,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("method", method, METHODS), ("parametrization", parametrization, PARAMETRIZATIONS),
@@ -99,7 +110,7 @@ class RewriteModule(pl.LightningModule):
                 raise RewriteError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         if not isinstance(rank, int) or rank < 1:
             raise RewriteError(f"rank must be an integer ≥ 1, got {rank!r}")
-        self.save_hyperparameters(ignore=["generator", "request", "latents"])
+        self.save_hyperparameters(ignore=["generator", "request", "latents", "perceptual"])
         self.generator = copy.deepcopy(generator) if copy_generator else generator
         self.generator.requires_grad_(False)
         self.hooked = HookedLayer(self.generator, layer, value_layer)
@@ -121,8 +132,12 @@ class RewriteModule(pl.LightningModule):
         self.register_buffer("key_scale", torch.ones(rank, dtype=weight.dtype))
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self._uses_lambda else None
         self.original_state: dict[str, Tensor] = {}
+        self.perceptual, self.perceptual_weight = perceptual, perceptual_weight
+        self.smooth_weight, self.smooth_batch = smooth_weight, smooth_batch
+        self._smooth_seed = 0
         if method == "all_weights":
             self.original_state = {n: p.detach().clone() for n, p in self.generator.named_parameters()}
+            self.frozen = Frozen(copy.deepcopy(self.generator))
             self.generator.requires_grad_(True)
         elif not self._uses_lambda:
             weight.requires_grad_(True)
@@ -161,7 +176,7 @@ class RewriteModule(pl.LightningModule):
             proj = self.goal.context_keys.to(d) @ d
             scale = (proj.pow(2) * self.goal.context_weights.to(d)[:, None]).sum(0) / self.goal.context_weights.sum()
             self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
-            if self.warm_start:
+            if self.warm_start and self.parametrization != "svd":
                 self._warm_start()
         if self.method == "dissect":
             self._dissect()
@@ -227,6 +242,24 @@ class RewriteModule(pl.LightningModule):
             return memory.low_rank_weight(self.weight0, self._lambda(), self.directions, self.hooked.key_axis)
         return self.hooked.weight
 
+    def image_distance(self, a: Tensor, b: Tensor) -> Tensor:
+        """ℓ for all_weights, per pixel (B, 1, H, W): L1 (+ the perceptual map, weighted)."""
+        d = (a - b).abs().mean(1, keepdim=True)
+        if self.perceptual is not None and a.ndim == 4:
+            d = d + self.perceptual_weight * self.perceptual(a, b)
+        return d
+
+    def smooth_loss(self) -> Tensor:
+        """L_smooth (Eq. 2): ℓ between the original and current generator on fresh latents,
+        drawn from a stream of its own (never the selections' sample indices)."""
+        g = torch.Generator().manual_seed(10_000_019 + self._smooth_seed)
+        self._smooth_seed += 1
+        shape = (self.smooth_batch, *(self.latents.shape or (self.latents.dim,)))
+        z = torch.randn(shape, generator=g).to(self.device)
+        with torch.no_grad():
+            before = self.frozen(z)
+        return self.image_distance(self.generator(z), before).mean()
+
     def goal_loss(self) -> Tensor:
         """The constraint loss: value space at the layer, or image space for all_weights."""
         goal = self.goal
@@ -237,7 +270,10 @@ class RewriteModule(pl.LightningModule):
                 region = F.interpolate(region, size=image.shape[2:], mode="nearest")
             else:
                 region = torch.ones_like(image[:, :1])
-            return masked_loss(image, self._target_image, region, self.loss_kind)
+            if self.loss_kind == "mse":
+                return masked_loss(image, self._target_image, region, "mse")
+            d = self.image_distance(image, self._target_image)
+            return (d * region).sum() / region.expand_as(d).sum().clamp_min(1e-12)
         weight = self.current_weight() if self.lam is not None else None
         values = self.hooked.layer_forward(goal.inputs, weight)
         return masked_loss(values, goal.target, goal.region, self.loss_kind)
@@ -246,6 +282,11 @@ class RewriteModule(pl.LightningModule):
         if self.method == "dissect":
             return None  # the edit is made at fit start; nothing to optimise
         loss = self.goal_loss()
+        if self.method == "all_weights" and self.smooth_weight > 0:
+            smooth = self.smooth_loss()
+            self.log("train/constraint", loss)
+            self.log("train/smooth", smooth)
+            loss = loss + self.smooth_weight * smooth
         self.log("train/loss", loss, prog_bar=True)
         if self.lam is not None:
             self.log("train/lambda_norm", self._lambda().detach().norm())
@@ -286,9 +327,13 @@ class RewriteModule(pl.LightningModule):
 
     def projection(self) -> tuple[nn.Parameter, Tensor, Tensor, int] | None:
         """(W, W0, D, key axis) when W is optimised directly and must stay in W0 + span(D)."""
-        if self.method == "rank_s" and self.parametrization == "projected":
-            return self.hooked.weight, self.weight0, self.directions, self.hooked.key_axis
-        return None
+        if self.method != "rank_s" or self.parametrization == "lambda":
+            return None
+        if self.parametrization == "svd":
+            with torch.no_grad():
+                self.directions.copy_(memory.change_directions(self.hooked.weight, self.weight0, self.rank,
+                                                               self.hooked.key_axis))
+        return self.hooked.weight, self.weight0, self.directions, self.hooked.key_axis
 
     def on_fit_end(self) -> None:
         self.commit()

@@ -342,9 +342,20 @@ class EditRequest:
         if hooked.has_linear:
             lin = hooked.linear_forward(inputs)
             target_linear = torch.cat([lin[n:], lin[:n]])
-        ck, cw = self._context_keys(hooked, z_of)
+        ck, cw = self._context_keys(hooked, z_of) if self.context else self._pair_differences(hooked, inputs)
         key_star = (ck * cw[:, None]).sum(0) / cw.sum()
         return Goal(z, inputs.detach(), target, target_linear, region, key_star, ck, cw)
+
+    def _pair_differences(self, hooked: HookedLayer, inputs: LayerInputs) -> tuple[Tensor, Tensor]:
+        """A swap must change W(k_a − k_b) (to −(v_a − v_b)) and keep W(k_a + k_b): its
+        directions come from the pairs' key differences at the masked places, not from the
+        keys the two scenes share (those would move both tables alike)."""
+        keys = hooked.keys_from(inputs)
+        n = len(self.pairs)
+        diff = flat_keys(keys[:n] - keys[n:])
+        w = torch.stack([resize_mask(p.mask, tuple(keys.shape[2:])) for p in self.pairs]).to(keys).reshape(-1)
+        keep = w > 0
+        return diff[keep], w[keep]
 
 
 def _res(t: Tensor) -> str:

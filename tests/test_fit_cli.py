@@ -354,3 +354,29 @@ def test_a_paper_recipe_runs_on_a_user_checkpoint_and_an_official_request(tmp_pa
         ["convs.5.conv.weight"]
     (change,) = Edit.load(out / "edit.safetensors").changes
     assert change.rank == 1  # projected descent stays on W0 + span(d)
+
+
+def test_the_reflection_edit_inverts_the_window_rule_over_pairs_of_one_scene(tmp_path):
+    """Sect. 5.3 on the kitchens world: pairs of a scene without and with a window (a latent
+    direction toggles it); before the edit reflections follow windows, after it they oppose
+    them, with a change that is exactly rank 1 at layer6 (D found by SVD of the change)."""
+    out = tmp_path / "r"
+    assert run("fit", "recipe=reflection", f"out={out}", "logger=none", "progress=false", "stats.samples=300",
+               "trainer.max_steps=200") == 0
+    (change,) = Edit.load(out / "edit.safetensors").changes
+    assert change.lam.shape[1] == 1 and change.directions.shape[1] == 1
+    assert run("test", "recipe=reflection", f"out={out}", "test.n=100", "progress=false") == 0
+    m = json.loads((out / "test" / "metrics.json").read_text())
+    assert m["rule_pairs"] == 100 and "w space" in m["rule_pairs_made_by"]
+    assert m["rule_correlation_before"] >= 0.6
+    assert m["rule_correlation_after"] <= -0.2
+
+
+def test_the_all_weights_baseline_reports_its_image_distance(tmp_path):
+    """Eq. 2–3 with ℓ = L1 + perceptual: without an LPIPS backbone the world's segmenter features."""
+    out = tmp_path / "aw"
+    assert run("fit", "recipe=domes_to_trees", "edit.method=all_weights", f"out={out}", "logger=none",
+               "trainer.max_steps=2", "progress=false") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["image_distance"] == "l1 + 1.0 * segmenter features"
+    assert json.loads((out / "edit.json").read_text())["solver"]["lr"] == 0.002

@@ -93,6 +93,25 @@ def test_rule_correlation_is_pearson_and_an_inverted_rule_flips_it():
     assert flipped.compute().item() == pytest.approx(-m.compute().item(), abs=1e-6)
 
 
+def test_rule_correlation_within_pairs_sees_the_rule_that_scene_differences_hide():
+    """Pairs of one scene without/with the cause: only the change within each pair counts, so a
+    rule holds (+1) even where the scenes' own levels anti-correlate, and an inverted one gives -1."""
+    base_cause = torch.arange(50.0)
+    base_effect = -3 * base_cause  # across scenes: cause and effect anti-correlate
+    cause = torch.stack([base_cause, base_cause + 1], 1)
+    effect = torch.stack([base_effect, base_effect + torch.linspace(0.5, 2, 50)], 1)
+    assert torch.corrcoef(torch.stack([cause.flatten(), effect.flatten()]))[0, 1] < -0.9
+    m = RuleCorrelation()
+    m.update(cause, effect)
+    assert m.compute().item() > 0.9
+    inverted = RuleCorrelation()
+    inverted.update(cause, torch.stack([base_effect, base_effect - 1], 1))
+    assert inverted.compute().item() == pytest.approx(-1, abs=1e-6)
+    skipped = RuleCorrelation()
+    skipped.update(torch.tensor([[0.0, 1.0], [float("nan"), 1.0]]), torch.tensor([[0.0, 1.0], [5.0, -9.0]]))
+    assert skipped.n.item() == 2 and skipped.compute().item() == pytest.approx(1)
+
+
 def test_states_reduce_across_processes_to_the_single_process_value():
     """What DDP's sum reduction does: two shards' states added give the whole-data result."""
     g = torch.Generator().manual_seed(2)

@@ -3,18 +3,13 @@ meant to change — L1 per pixel, and spatial LPIPS (the perceptual distance the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
 from ..errors import RewriteError
-
-#: torchvision's backbone files, as ``lpips`` finds them in $TORCH_HOME/hub/checkpoints/.
-BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
-
+from ..perceptual import lpips_network
 
 def outside(region: Tensor, dilate: int = 2) -> Tensor:
     """(B, 1, H, W) weight 1 outside ``region`` (B, H, W) grown by ``dilate`` pixels, else 0."""
@@ -63,15 +58,10 @@ class MaskedLPIPS(_Masked):
 
     def __init__(self, net: str = "alex", dilate: int = 2, **kwargs) -> None:
         super().__init__(dilate=dilate, **kwargs)
-        if net not in BACKBONES:
-            raise RewriteError(f"MaskedLPIPS net must be one of {', '.join(BACKBONES)}, got {net!r}")
-        path = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[net]
-        if not path.is_file():
-            raise RewriteError(f"LPIPS needs the {net} backbone weights at {path} (torchvision's {BACKBONES[net]}); "
-                               "place the file there (nothing is downloaded), or use MaskedL1")
-        import lpips
-
-        self.lpips = lpips.LPIPS(net=net, spatial=True, verbose=False).eval().requires_grad_(False)
+        try:
+            self.lpips = lpips_network(net)
+        except RewriteError as e:
+            raise RewriteError(f"{e}, or use MaskedL1") from None
 
     def distance(self, before: Tensor, after: Tensor) -> Tensor:
         with torch.no_grad():

@@ -1,6 +1,7 @@
-"""RuleCorrelation (Sect. 5.3): the Pearson correlation between a cause and its effect over
-samples — window brightness and the brightness of the table's reflection. A model that follows
-the rule gives a high positive value; an inverted rule flips its sign."""
+"""RuleCorrelation (Sect. 5.3): the Pearson correlation between a cause and its effect —
+window brightness and the brightness of the table's reflection — over samples, or within groups
+of samples that differ only in the cause (pairs of the same scene without and with a window). A
+model that follows the rule gives a high positive value; an inverted rule flips its sign."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from torchmetrics import Metric
 
 
 class RuleCorrelation(Metric):
-    """``update(cause, effect)`` with (B,) values per sample (NaNs are skipped); streaming sums,
-    so it reduces across processes exactly."""
+    """``update(cause, effect)`` with (B,) values per sample, or (B, K) for B groups of K samples
+    that differ only in the cause: then each group's mean is removed first, so only the change
+    within a group counts. Groups (or samples) with a NaN are skipped; streaming sums, so it
+    reduces across processes exactly."""
 
     full_state_update = False
 
@@ -21,7 +24,11 @@ class RuleCorrelation(Metric):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, cause: Tensor, effect: Tensor) -> None:
-        x, y = cause.double().flatten(), effect.double().flatten()
+        x, y = cause.double(), effect.double()
+        if x.ndim == 2:
+            keep = ~(x.isnan() | y.isnan()).any(1)
+            x, y = x[keep] - x[keep].mean(1, keepdim=True), y[keep] - y[keep].mean(1, keepdim=True)
+        x, y = x.flatten(), y.flatten()
         keep = ~(x.isnan() | y.isnan())
         x, y = x[keep], y[keep]
         self.n += len(x)

@@ -15,21 +15,29 @@ WATERMARK_P = 0.2
 PASTE_OBJECTS = ("dome", "spire", "tree")
 
 
-def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float, n: int = 5) -> torch.Tensor:
-    """Text-like strokes: a row of ``n`` thick glyphs in a band, each a vertical bar with a top
-    bar, a middle bar or nothing, chosen per image (templates drawn once, then picked)."""
-    width = (x1 - x0) / n
+#: Glyph kinds of the watermark's fixed "text" (0: bar with a top bar, 1: bar with a middle bar,
+#: 2: bar): a stock site stamps the same text on every image, which a generator can learn.
+CENTER_TEXT = (0, 1, 2, 0, 1)
+BOTTOM_TEXT = (1, 0, 0, 2, 1, 0)
+
+
+def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float,
+                       text: tuple[int, ...], stroke: float = 3.0) -> torch.Tensor:
+    """Text-like strokes: one glyph per entry of ``text`` in a band, each a vertical bar with a
+    top bar, a middle bar or nothing; the same for every image, (H, W) coverage."""
+    width = (x1 - x0) / len(text)
     mid = (y0 + y1) / 2
-    templates = []
-    for i in range(n):
+    glyphs = []
+    for i, kind in enumerate(text):
         gx = x0 + i * width
-        bar = c.rect(gx + 0.5, y0, gx + 2.5, y1)[0]
-        top = c.rect(gx + 0.5, y0, gx + width - 1.0, y0 + 2.0)[0]
-        across = c.rect(gx + 0.5, mid - 1.0, gx + width - 1.0, mid + 1.0)[0]
-        templates.append(torch.stack([torch.maximum(bar, top), torch.maximum(bar, across), bar]))
-    glyphs = torch.stack(templates)  # (n, 3, H, W)
-    kind = torch.randint(0, 3, (c.b, n), generator=c.g)
-    return glyphs[torch.arange(n), kind].amax(1)  # (B, H, W)
+        glyph = c.rect(gx + 0.5, y0, gx + 0.5 + stroke, y1)[0]
+        if kind == 0:
+            glyph = torch.maximum(glyph, c.rect(gx + 0.5, y0, gx + width - 1.0, y0 + stroke - 0.5)[0])
+        elif kind == 1:
+            half = (stroke - 0.5) / 2
+            glyph = torch.maximum(glyph, c.rect(gx + 0.5, mid - half, gx + width - 1.0, mid + half)[0])
+        glyphs.append(glyph)
+    return torch.stack(glyphs).amax(0)
 
 
 def render(n: int, seed: int = 0, size: int = 64) -> Render:
@@ -90,15 +98,18 @@ def render(n: int, seed: int = 0, size: int = 64) -> Render:
         leaves = c.palette([(0.15, 0.45, 0.15), (0.25, 0.55, 0.2), (0.1, 0.35, 0.2)], 0.05)
         c.paint(c.ellipse(x, ty, tr, tr * 1.1) * slot, leaves, "tree")
 
-    # watermark: thick, fairly opaque white strokes (centre band and/or bottom band)
+    # watermark: bold, nearly opaque white text in the centre and/or a bottom band on a dark
+    # translucent strip (the stock-photo footers of LSUN churches)
     marked = c.bernoulli(WATERMARK_P).view(-1)
     where = c.choice([0.4, 0.3, 0.3])  # centre only, bottom only, both
     center = ((marked > 0) & (where != 1)).float().view(-1, 1, 1)
     bottom_band = ((marked > 0) & (where != 0)).float().view(-1, 1, 1)
-    white = torch.ones(1, 3, 1, 1)
-    c.paint(_watermark_strokes(c, 27 * s, 37 * s, 12 * s, 52 * s) * center, white, "watermark", alpha=0.7,
+    white, black = torch.ones(1, 3, 1, 1), torch.zeros(1, 3, 1, 1)
+    c.paint(_watermark_strokes(c, 26 * s, 38 * s, 10 * s, 54 * s, CENTER_TEXT) * center, white,
+            "watermark", alpha=0.85, label_above=0.35)
+    c.paint(c.rect(-1.0, 53 * s, size + 1.0, 63 * s) * bottom_band, black, "watermark", alpha=0.55,
             label_above=0.35)
-    c.paint(_watermark_strokes(c, 55 * s, 61 * s, 8 * s, 56 * s) * bottom_band, white, "watermark", alpha=0.7,
-            label_above=0.35)
+    c.paint(_watermark_strokes(c, 55 * s, 61 * s, 6 * s, 58 * s, BOTTOM_TEXT, stroke=2.5) * bottom_band,
+            white, "watermark", alpha=0.9, label_above=0.35)
     return c.render({"roof": roof, "trees": n_trees, "watermark_center": center.view(-1) > 0,
                      "watermark_bottom": bottom_band.view(-1) > 0})

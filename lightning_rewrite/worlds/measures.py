@@ -33,6 +33,19 @@ def reflection_brightness(images: Tensor, labels: Tensor, classes: tuple[str, ..
     return out
 
 
+def window_pair_brightness(images: tuple[Tensor, Tensor], labels: tuple[Tensor, Tensor],
+                           classes: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    """For pairs of the same scene (without, with a window): (B, 2) window brightness — the mean
+    grey level, in each image, over the pixels labelled window in either — and (B, 2)
+    reflection brightness."""
+    window = (labels[0] == classes.index("window")) | (labels[1] == classes.index("window"))
+    area = window.flatten(1).sum(1).clamp_min(1)
+    cause = torch.stack([(im.mean(1) * window).flatten(1).sum(1) / area for im in images], 1)
+    cause[window.flatten(1).sum(1) == 0] = float("nan")
+    effect = torch.stack([reflection_brightness(im, lab, classes) for im, lab in zip(images, labels)], 1)
+    return cause, effect
+
+
 def rule_correlation(images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> float:
     """Pearson correlation, over images, of window area and reflection brightness."""
     area = (labels == classes.index("window")).flatten(1).sum(1).float()

@@ -40,10 +40,15 @@ class Segmenter(nn.Module):
         self.dec2, self.dec1 = _block(6 * w, 2 * w), _block(3 * w, w)
         self.head = nn.Conv2d(w, n_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The encoder's three levels (full, half and quarter resolution): what a perceptual
+        distance over this world compares."""
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2))
-        e3 = self.enc3(F.max_pool2d(e2, 2))
+        return [e1, e2, self.enc3(F.max_pool2d(e2, 2))]
+
+    def forward(self, x: Tensor) -> Tensor:
+        e1, e2, e3 = self.features(x)
         d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
         return self.head(d1)
