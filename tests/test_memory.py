@@ -168,3 +168,18 @@ def test_least_squares_cg_matches_a_direct_solve():
                                   iterations=200, tol=1e-14)
     direct = torch.linalg.lstsq(a, b[:, None]).solution[:, 0]
     assert _rel(res.solution, direct) <= 1e-8
+
+
+def test_change_directions_keep_the_best_low_rank_part_of_a_conv_change():
+    """The svd parametrization's projection: onto span(D) from the change's own SVD, a planted
+    rank-1 change comes back exactly and a noisy one loses only its smaller singular values."""
+    g = torch.Generator().manual_seed(4)
+    w0 = torch.randn(8, 6, 3, 3, generator=g, dtype=torch.float64)
+    lam, d = torch.randn(8 * 9, 1, generator=g, dtype=torch.float64), torch.randn(6, 1, generator=g, dtype=torch.float64)
+    planted = memory.low_rank_weight(w0, lam, d, key_axis=1)
+    found = memory.change_directions(planted, w0, 1, key_axis=1)
+    assert torch.allclose(memory.project_weight(planted, w0, found, 1), planted, atol=1e-10)
+    noisy = planted + 1e-3 * torch.randn(w0.shape, generator=g, dtype=torch.float64)
+    kept = memory.project_weight(noisy, w0, memory.change_directions(noisy, w0, 1, key_axis=1), 1)
+    assert torch.linalg.matrix_rank(memory.as_memory(kept - w0, 1)) == 1
+    assert (kept - planted).norm() < (noisy - planted).norm()

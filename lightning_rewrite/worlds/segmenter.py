@@ -181,7 +181,8 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
     if w.paste_objects:
         card["iou_pasted_renders_n1000"] = evaluate(model, world, pasted=True)
     if previous is not None:
-        card["fine_tuned_from"] = {k: previous[k] for k in ("steps", "train_seconds", "seed") if k in previous}
+        card["fine_tuned_from"] = {k: previous[k] for k in ("steps", "train_seconds", "seed", "fine_tuned_from")
+                                   if k in previous}
     path = Path(export) if export else w.weights("segmenter")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
