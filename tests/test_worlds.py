@@ -101,3 +101,18 @@ def test_copy_paste_augmentation_moves_objects_with_their_labels():
     assert set(labels[changed].unique().tolist()) <= {w.classes.index(c) for c in w.paste_objects}
     same = ~(images != r.images).any(1)
     assert same[~changed].float().mean() > 0.97  # pixels move only where an object was pasted
+
+
+def test_oversampling_a_rare_rule_puts_its_share_in_every_real_batch():
+    """The curriculum for a rule the GAN misses at its true rate: real batches of renders in
+    which at least the asked share show the flag, drawn from the seed's own renders."""
+    from lightning_rewrite.worlds.gan import WorldGAN
+
+    module = WorldGAN("churches", oversample="watermark:0.5")
+    pool = get_world("churches").render(64, seed=77)
+    batch = module.real_batch(16, seed=77)
+    index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in batch]
+    assert all(torch.equal(pool.images[i], image) for i, image in zip(index, batch)) and len(set(index)) == 16
+    assert int(pool.extras["watermark"][index].sum()) == 8
+    with pytest.raises(RewriteError, match="oversample flag 'smile' is not one of the churches renderer's flags: watermark"):
+        WorldGAN("churches", oversample="smile:0.5").real_batch(16, seed=1)

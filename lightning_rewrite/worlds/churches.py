@@ -42,7 +42,7 @@ def _watermark_strokes(c: Canvas, y0: float, y1: float, x0: float, x1: float,
 
 def render(n: int, seed: int = 0, size: int = 64) -> Render:
     """``n`` church images from ``seed``. Extras: ``roof`` (0 dome, 1 spire, 2 flat), ``trees``
-    (count), ``watermark_center``, ``watermark_bottom`` (bool)."""
+    (count), ``watermark``, ``watermark_center``, ``watermark_bottom`` (bool)."""
     g = torch.Generator().manual_seed(seed)
     c = Canvas(n, size, CLASSES, g)
     s = size / 64
@@ -111,5 +111,5 @@ def render(n: int, seed: int = 0, size: int = 64) -> Render:
             label_above=0.35)
     c.paint(_watermark_strokes(c, 55 * s, 61 * s, 6 * s, 58 * s, BOTTOM_TEXT, stroke=2.5) * bottom_band,
             white, "watermark", alpha=0.9, label_above=0.35)
-    return c.render({"roof": roof, "trees": n_trees, "watermark_center": center.view(-1) > 0,
+    return c.render({"roof": roof, "trees": n_trees, "watermark": marked > 0, "watermark_center": center.view(-1) > 0,
                      "watermark_bottom": bottom_band.view(-1) > 0})

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import step_loader
+from ..errors import RewriteError
 from ..models.stylegan2 import StyleGAN2Generator
 from .discriminator import Discriminator
 from .registry import DISCRIMINATOR_WIDTHS, get_world
@@ -26,7 +27,8 @@ TRAIN_SEED_OFFSET = 10_000_000
 
 class WorldGAN(pl.LightningModule):
     def __init__(self, world: str, batch_size: int = 16, lr: float = 2e-3, r1_gamma: float = 4.0,
-                 r1_every: int = 16, ema_half_life_images: float = 10_000.0, seed: int = 0) -> None:
+                 r1_every: int = 16, ema_half_life_images: float = 10_000.0, seed: int = 0,
+                 oversample: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.world = get_world(world)
@@ -68,11 +70,28 @@ class WorldGAN(pl.LightningModule):
         g = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + it * 2 + salt)
         return torch.randn(self.hparams.batch_size, self.generator.style_dim, generator=g)
 
+    def real_batch(self, b: int, seed: int) -> Tensor:
+        """``b`` renders from ``seed``. With ``oversample="FLAG:SHARE"`` (a per-image flag of the
+        renderer's extras), at least that share of them show the flag: a curriculum for a rule
+        too rare for the generator to find at its true rate (then train on at the true rate)."""
+        if not self.hparams.oversample:
+            return self.world.render(b, seed=seed).images
+        flag, _, share = self.hparams.oversample.partition(":")
+        r = self.world.render(4 * b, seed=seed)
+        if flag not in r.extras:
+            raise RewriteError(f"oversample flag {flag!r} is not one of the {self.world.name} renderer's "
+                               f"flags: {', '.join(k for k, v in r.extras.items() if v.dtype == torch.bool and v.ndim == 1)}")
+        shown = r.extras[flag].nonzero().view(-1)
+        rest = (~r.extras[flag]).nonzero().view(-1)
+        k = min(len(shown), max(int(round(float(share) * b)), 0))
+        pick = torch.cat([shown[:k], rest[:b - k], shown[k:]])[:b]
+        return r.images[pick.sort().values]
+
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         it = self.iteration
         b = self.hparams.batch_size
-        real = self.world.render(b, seed=TRAIN_SEED_OFFSET + self.hparams.seed * 1_000_000 + it).images
+        real = self.real_batch(b, TRAIN_SEED_OFFSET + self.hparams.seed * 1_000_000 + it)
         real = real.to(self.device).contiguous(memory_format=torch.channels_last)
 
         # discriminator

@@ -54,13 +54,13 @@ def export_generator(module: WorldGAN, path: Path, card: dict) -> None:
 
 def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: int = 16, seed: int = 0,
              sample_every: int = 250, checkpoint_every: int = 250, progress: bool = True,
-             export: str | Path | None = None) -> WorldGAN:
+             export: str | Path | None = None, oversample: str | None = None) -> WorldGAN:
     """Train (or resume, from ``out/checkpoints/last.ckpt``) the generator of ``world`` for
     ``iterations`` G/D iterations; export the EMA generator to ``export`` (default
-    ``out/generator.safetensors``)."""
+    ``out/generator.safetensors``). ``oversample="FLAG:SHARE"``: see :meth:`WorldGAN.real_batch`."""
     out = Path(out)
     torch.set_flush_denormal(True)  # tiny activations late in training otherwise slow the CPU several-fold
-    module = WorldGAN(world, batch_size=batch_size, seed=seed)
+    module = WorldGAN(world, batch_size=batch_size, seed=seed, oversample=oversample)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=iterations_to_steps(checkpoint_every))
     grid = SampleGrid(out, every=sample_every)
