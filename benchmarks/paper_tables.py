@@ -45,6 +45,9 @@ def run_one(recipe: str, method: str, n: int, root: Path, grids: Path) -> dict:
     if method == "rank_s":
         grids.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(cfg.out) / "before_after.png", grids / f"{recipe}.png")
+        pairs = Path(cfg.out) / "test" / "rule_pairs.png"
+        if pairs.is_file():
+            shutil.copyfile(pairs, grids / f"{recipe}_pairs.png")
     return {"fit": fitted, "test": measured, "seconds": round(time.perf_counter() - start, 1)}
 
 

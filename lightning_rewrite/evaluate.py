@@ -158,5 +158,9 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
             z = model.latents.take([idx[int(i)] for i in pick]).to(device)
             grid = images.figure([images.before_after(images.unit(model.generator(z)), images.unit(edited(z)))])
             images.save_png(grid, tmp / f"{name}.png")
+        pairs = measures.pair_generators(model.generator, edited)
+        if pairs:  # rows: unedited without / with the cause, then edited without / with it
+            z = model.latents.take(list(idx[:SHOWN])).to(device)
+            images.save_png(images.figure([images.unit(g(z)) for g in pairs]), tmp / "rule_pairs.png")
         write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     return metrics

@@ -368,6 +368,7 @@ def test_the_reflection_edit_inverts_the_window_rule_over_pairs_of_one_scene(tmp
     assert run("test", "recipe=reflection", f"out={out}", "test.n=100", "progress=false") == 0
     m = json.loads((out / "test" / "metrics.json").read_text())
     assert m["rule_pairs"] == 100 and "w space" in m["rule_pairs_made_by"]
+    assert (out / "test" / "rule_pairs.png").stat().st_size > 1000
     assert m["rule_correlation_before"] >= 0.6
     assert m["rule_correlation_after"] <= -0.2
 

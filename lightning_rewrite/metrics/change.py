@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from ..errors import RewriteError
 from ..perceptual import lpips_network
 
+
 def outside(region: Tensor, dilate: int = 2) -> Tensor:
     """(B, 1, H, W) weight 1 outside ``region`` (B, H, W) grown by ``dilate`` pixels, else 0."""
     grown = F.max_pool2d(region.float()[:, None], 2 * dilate + 1, stride=1, padding=dilate) if dilate else region.float()[:, None]
