@@ -79,12 +79,19 @@ def _less_change(rows: dict, against: list[str] | None = None) -> bool:
 def tables(results: dict, n: int) -> str:
     """Markdown: one table per paper table, with each bar checked."""
     lines = [f"# The paper's tables on the embedded worlds (n = {n} held-out samples)", ""]
+    rows = [r for recipe in results.values() for r in recipe.values()]
+    lpips = next((r["test"]["masked_lpips"] for r in rows if "masked_lpips" in r["test"]), None)
+    if isinstance(lpips, str):
+        lines += [f"Masked LPIPS: n/a here — {lpips.removeprefix('unavailable: ')}.", ""]
+    distance = next((r["fit"]["image_distance"] for r in rows if "image_distance" in r["fit"]), None)
+    if distance:
+        lines += [f"all_weights: L_constraint + L_smooth with ℓ = {distance} (Eq. 2–3), Adam 0.002, 400 steps.", ""]
     for recipe, target in (("domes_to_trees", "tree"), ("domes_to_spires", "spire")):
         if recipe not in results:
             continue
         rows = results[recipe]
         lines += _section(f"Table 2: {recipe}", [f"efficacy (dome → {target})", "masked L1", "masked LPIPS"], rows,
-                          lambda t: [_f(t.get(f"efficacy_dome_to_{target}")), _f(t["masked_l1"]), _lpips(t)])
+                          lambda t: [_f(t.get(f"efficacy_dome_to_{target}")), _f(t["masked_l1"], 4), _lpips(t)])
         rank = rows.get("rank_s", {}).get("test", {})
         eff_ok = rank.get(f"efficacy_dome_to_{target}", 0) >= 0.5
         spec_ok = _less_change(rows)
@@ -93,7 +100,7 @@ def tables(results: dict, n: int) -> str:
     if "smile" in results:
         rows = results["smile"]
         lines += _section("Table 1: smile", ["smile rate before", "after", "masked L1", "masked LPIPS"], rows,
-                          lambda t: [_f(t["smiling_rate_before"]), _f(t["smiling_rate_after"]), _f(t["masked_l1"]), _lpips(t)])
+                          lambda t: [_f(t["smiling_rate_before"]), _f(t["smiling_rate_after"]), _f(t["masked_l1"], 4), _lpips(t)])
         rank = rows.get("rank_s", {}).get("test", {})
         rise = rank.get("smiling_rate_after", 0) - rank.get("smiling_rate_before", 0)
         spec_ok = _less_change(rows)
@@ -104,7 +111,7 @@ def tables(results: dict, n: int) -> str:
         first = next(iter(rows.values()))["test"]
         zones = ("center", "bottom", "any")
         lines += _section("Table 3: watermark", ["centre rate", "bottom rate", "any", "masked L1"], rows,
-                          lambda t: [_f(t[f"watermark_{z}_rate_after"]) for z in zones] + [_f(t["masked_l1"])],
+                          lambda t: [_f(t[f"watermark_{z}_rate_after"]) for z in zones] + [_f(t["masked_l1"], 4)],
                           first=["unedited"] + [_f(first[f"watermark_{z}_rate_before"]) for z in zones] + ["0"])
         rank = rows.get("rank_s", {}).get("test", {})
         cut = rank.get("watermark_any_rate_after", 1) <= first["watermark_any_rate_before"] / 5
@@ -115,7 +122,7 @@ def tables(results: dict, n: int) -> str:
         rows = results["reflection"]
         lines += _section("Sect. 5.3: reflection", ["correlation before", "after", "masked L1 (outside window, reflection)"],
                           rows, lambda t: [_f(t["rule_correlation_before"]), _f(t["rule_correlation_after"]),
-                                           _f(t["masked_l1"])])
+                                           _f(t["masked_l1"], 4)])
         rank = rows.get("rank_s", {}).get("test", {})
         ok = rank.get("rule_correlation_before", 0) >= 0.6 and rank.get("rule_correlation_after", 1) <= -0.2
         spec_ok = _less_change(rows, ["full_layer"])
