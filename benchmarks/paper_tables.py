@@ -76,6 +76,14 @@ def _less_change(rows: dict, against: list[str] | None = None) -> bool:
     return bool(others) and all(rank < rows[m]["test"]["masked_l1"] for m in others)
 
 
+def _idle(rows: dict, effect) -> str:
+    """Names the baselines whose edit barely took (under a quarter of rank_s's effect): their
+    small change outside the region is no edit, which the reader should see beside the bar."""
+    rank = effect(rows["rank_s"]["test"]) if "rank_s" in rows else 0
+    idle = [f"{m} {effect(r['test']):+.3f}" for m, r in rows.items() if m != "rank_s" and effect(r["test"]) < rank / 4]
+    return f" (made almost no edit, so its small change is no rival: {', '.join(idle)})" if idle else ""
+
+
 def tables(results: dict, n: int) -> str:
     """Markdown: one table per paper table, with each bar checked."""
     lines = [f"# The paper's tables on the embedded worlds (n = {n} held-out samples)", ""]
@@ -95,8 +103,9 @@ def tables(results: dict, n: int) -> str:
         rank = rows.get("rank_s", {}).get("test", {})
         eff_ok = rank.get(f"efficacy_dome_to_{target}", 0) >= 0.5
         spec_ok = _less_change(rows)
+        idle = _idle(rows, lambda t, target=target: t.get(f"efficacy_dome_to_{target}", 0))
         lines += ["", f"Bar: efficacy ≥ 0.50 — {'met' if eff_ok else 'MISSED'}; masked change below every baseline — "
-                  f"{'met' if spec_ok else 'MISSED'}.", ""]
+                  f"{'met' if spec_ok else 'MISSED'}{idle}.", ""]
     if "smile" in results:
         rows = results["smile"]
         lines += _section("Table 1: smile", ["smile rate before", "after", "masked L1", "masked LPIPS"], rows,
@@ -104,8 +113,9 @@ def tables(results: dict, n: int) -> str:
         rank = rows.get("rank_s", {}).get("test", {})
         rise = rank.get("smiling_rate_after", 0) - rank.get("smiling_rate_before", 0)
         spec_ok = _less_change(rows)
+        idle = _idle(rows, lambda t: t.get("smiling_rate_after", 0) - t.get("smiling_rate_before", 0))
         lines += ["", f"Bar: smile rate +30 points — {'met' if rise >= 0.3 else 'MISSED'} (+{100 * rise:.1f}); "
-                  f"masked change below the baselines — {'met' if spec_ok else 'MISSED'}.", ""]
+                  f"masked change below the baselines — {'met' if spec_ok else 'MISSED'}{idle}.", ""]
     if "watermark" in results:
         rows = results["watermark"]
         first = next(iter(rows.values()))["test"]
