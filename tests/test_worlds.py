@@ -116,3 +116,5 @@ def test_oversampling_a_rare_rule_puts_its_share_in_every_real_batch():
     assert int(pool.extras["watermark"][index].sum()) == 8
     with pytest.raises(RewriteError, match="oversample flag 'smile' is not one of the churches renderer's flags: watermark"):
         WorldGAN("churches", oversample="smile:0.5").real_batch(16, seed=1)
+    with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE with SHARE in \[0, 1\]"):
+        WorldGAN("churches", oversample="watermark")

@@ -32,6 +32,14 @@ class WorldGAN(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.world = get_world(world)
+        if oversample is not None:
+            flag, _, share = str(oversample).partition(":")
+            try:
+                ok = 0 <= float(share) <= 1
+            except ValueError:
+                ok = False
+            if not (flag and ok):
+                raise RewriteError(f"oversample must be FLAG:SHARE with SHARE in [0, 1] (e.g. watermark:0.5), got {oversample!r}")
         torch.manual_seed(seed)
         self.generator = StyleGAN2Generator(**self.world.generator)
         self.generator.randomize_noise = True
