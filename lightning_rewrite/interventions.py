@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from .data import LatentSampler
 from .errors import RewriteError
-from .sampling import draw
 
 
 def has_w_space(generator: nn.Module) -> bool:
@@ -36,16 +35,22 @@ class LatentToggle:
         """From the generator's samples ``indices``, read by ``segmenter``: which show ``class_id``."""
         space = "w" if has_w_space(generator) else "z"
         device = next(generator.parameters()).device
+        codes, images = [], []
         with torch.no_grad():
             z = latents.take(list(indices)).to(device)
-            codes = torch.cat([generator.style(z[i:i + batch_size]) for i in range(0, len(z), batch_size)]) \
-                if space == "w" else z.flatten(1)
-        (images,) = draw([generator], latents, indices, batch_size, progress=False)
-        shown = (segmenter.labels(images) == class_id).flatten(1).sum(1) >= min_pixels
+            for i in range(0, len(z), batch_size):
+                if space == "w":
+                    code = generator.style(z[i:i + batch_size])
+                    images.append(generator(code, input_is_latent=True).clamp(-1, 1).cpu())
+                else:
+                    code = z[i:i + batch_size]
+                    images.append(generator(code).clamp(-1, 1).cpu())
+                codes.append(code.flatten(1).cpu())
+        codes = torch.cat(codes)
+        shown = (segmenter.labels(torch.cat(images)) == class_id).flatten(1).sum(1) >= min_pixels
         if shown.all() or not shown.any():
             raise RewriteError(f"cannot find a direction for class {class_id}: {int(shown.sum())} of {len(shown)} "
                                "samples show it; it must be in some samples and absent from others")
-        codes = codes.cpu()
         d = codes[shown].mean(0) - codes[~shown].mean(0)
         d = d / d.norm()
         return cls(d, float((codes[~shown] @ d).mean()), float((codes[shown] @ d).mean()), space)
