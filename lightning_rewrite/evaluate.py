@@ -143,10 +143,11 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     measures = EditMeasures(cfg, model)
     idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
     changes = []
-    generators = [model.generator, edited, *measures.pair_generators(model.generator, edited)]
-    for before, after, *pairs in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
-                                         "test samples"):
-        measures.update(before, after, pairs)
+    pairs = measures.pair_generators(model.generator, edited)
+    generators = [model.generator, edited, *pairs]
+    for before, after, *paired in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
+                                          "test samples"):
+        measures.update(before, after, paired)
         changes.append((after - before).abs().flatten(1).mean(1))
     change = torch.cat(changes)
     device = next(model.generator.parameters()).device
@@ -158,7 +159,6 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
             z = model.latents.take([idx[int(i)] for i in pick]).to(device)
             grid = images.figure([images.before_after(images.unit(model.generator(z)), images.unit(edited(z)))])
             images.save_png(grid, tmp / f"{name}.png")
-        pairs = measures.pair_generators(model.generator, edited)
         if pairs:  # rows: unedited without / with the cause, then edited without / with it
             z = model.latents.take(list(idx[:SHOWN])).to(device)
             images.save_png(images.figure([images.unit(g(z)) for g in pairs]), tmp / "rule_pairs.png")

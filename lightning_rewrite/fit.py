@@ -99,7 +99,7 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
                   "base_fingerprint": model.base_fingerprint, "edits_before": [ed.spec.get("recipe") for ed in model.edits]},
         "solver": {"optimizer": "adam", "lr": learning_rate(e), "steps": cfg.trainer.max_steps, "loss": e.loss,
                    "parametrization": e.parametrization, "lr_schedule": e.lr_schedule,
-                   "project_every": e.project_every if e.parametrization == "projected" else None},
+                   "project_every": e.project_every if e.parametrization in ("projected", "svd") else None},
         "condition_number": module.condition,
     }
 

@@ -131,17 +131,22 @@ class RewriteModule(pl.LightningModule):
         # so one learning rate suits layers whose keys have any magnitude.
         self.register_buffer("key_scale", torch.ones(rank, dtype=weight.dtype))
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self._uses_lambda else None
-        self.original_state: dict[str, Tensor] = {}
         self.perceptual, self.perceptual_weight = perceptual, perceptual_weight
         self.smooth_weight, self.smooth_batch = smooth_weight, smooth_batch
         self._smooth_seed = 0
         if method == "all_weights":
-            self.original_state = {n: p.detach().clone() for n, p in self.generator.named_parameters()}
-            self.frozen = Frozen(copy.deepcopy(self.generator))
+            self.frozen = Frozen(copy.deepcopy(self.generator))  # the original, for L_smooth and the edit file
             self.generator.requires_grad_(True)
         elif not self._uses_lambda:
             weight.requires_grad_(True)
         self._target_image: Tensor | None = None
+
+    @property
+    def original_state(self) -> dict[str, Tensor]:
+        """all_weights: every parameter of the generator before the edit (the frozen copy's)."""
+        if self.method != "all_weights":
+            return {}
+        return {n: p.detach() for n, p in self.frozen.network.named_parameters()}
 
     @property
     def _uses_lambda(self) -> bool:
@@ -346,13 +351,11 @@ class RewriteModule(pl.LightningModule):
 
     def base_generator(self) -> nn.Module:
         """A copy of the generator as it was before the edit (for before/after pictures)."""
+        if self.method == "all_weights":
+            return copy.deepcopy(self.frozen.network).eval()
         generator = copy.deepcopy(self.generator)
         with torch.no_grad():
-            if self.method == "all_weights":
-                for name, p in generator.named_parameters():
-                    p.copy_(self.original_state[name])
-            else:
-                generator.get_parameter(self.hooked.weight_name).copy_(self.weight0)
+            generator.get_parameter(self.hooked.weight_name).copy_(self.weight0)
         return generator.eval()
 
     def edited_generator(self) -> nn.Module:

@@ -6,8 +6,6 @@ batches in [-1, 1] to a (B, 1, H, W) distance map, differentiable in both."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,17 +51,13 @@ class Frozen(nn.Module):
 
 
 class FeatureDistance(Frozen):
-    """LPIPS without its learned channel weights (its "baseline" variant) over any feature
-    extractor: per layer, unit-normalise each pixel's channel vector, take the squared
-    difference averaged over channels, upsample to the image size, and sum over layers."""
-
-    def __init__(self, network: nn.Module, features: Callable[[Tensor], list[Tensor]] | None = None) -> None:
-        super().__init__(network)
-        self.features = features or network.features
+    """LPIPS without its learned channel weights (its "baseline" variant) over a network's
+    ``features(x) -> list of maps``: per map, unit-normalise each pixel's channel vector, take
+    the squared difference averaged over channels, upsample to the image size, and sum."""
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         out = a.new_zeros(a.shape[0], 1, *a.shape[-2:])
-        for fa, fb in zip(self.features(a), self.features(b)):
+        for fa, fb in zip(self.network.features(a), self.network.features(b)):
             fa, fb = F.normalize(fa, dim=1, eps=1e-10), F.normalize(fb, dim=1, eps=1e-10)
             d = (fa - fb).pow(2).mean(1, keepdim=True)
             out = out + F.interpolate(d, size=a.shape[-2:], mode="bilinear", align_corners=False)
