@@ -103,18 +103,26 @@ def test_copy_paste_augmentation_moves_objects_with_their_labels():
     assert same[~changed].float().mean() > 0.97  # pixels move only where an object was pasted
 
 
-def test_oversampling_a_rare_rule_puts_its_share_in_every_real_batch():
-    """The curriculum for a rule the GAN misses at its true rate: real batches of renders in
-    which at least the asked share show the flag, drawn from the seed's own renders."""
+def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
+    """The curriculum for rules the GAN under- or over-draws: real batches drawn from the seed's own
+    renders with each flag (a renderer flag or a class shown) near its asked share, not its rate."""
     from lightning_rewrite.worlds.gan import WorldGAN
+    from lightning_rewrite.worlds.measures import presence
 
-    module = WorldGAN("churches", oversample="watermark:0.5")
-    pool = get_world("churches").render(64, seed=77)
-    batch = module.real_batch(16, seed=77)
-    index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in batch]
-    assert all(torch.equal(pool.images[i], image) for i, image in zip(index, batch)) and len(set(index)) == 16
-    assert int(pool.extras["watermark"][index].sum()) == 8
-    with pytest.raises(RewriteError, match="oversample flag 'smile' is not one of the churches renderer's flags: watermark"):
+    world = get_world("churches")
+    module = WorldGAN("churches", oversample="watermark:0.4,dome:0.55,spire:0.2")
+    watermark, dome, spire = [], [], []
+    for seed in range(30):
+        pool = world.render(64, seed=seed)
+        batch = module.real_batch(16, seed=seed)
+        index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in batch]
+        assert all(torch.equal(pool.images[i], image) for i, image in zip(index, batch)) and len(set(index)) == 16
+        watermark.append(pool.extras["watermark"][index])
+        dome.append(presence(pool.labels[index], world.classes, "dome"))
+        spire.append(presence(pool.labels[index], world.classes, "spire"))
+    rates = [float(torch.cat(f).float().mean()) for f in (watermark, dome, spire)]
+    assert abs(rates[0] - 0.4) < 0.06 and abs(rates[1] - 0.55) < 0.06 and abs(rates[2] - 0.2) < 0.06, rates  # true: .20 .41 .30
+    with pytest.raises(RewriteError, match="oversample flag 'smile' is neither a renderer flag .watermark, "):
         WorldGAN("churches", oversample="smile:0.5").real_batch(16, seed=1)
-    with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE with SHARE in \[0, 1\]"):
-        WorldGAN("churches", oversample="watermark")
+    with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE\[,FLAG:SHARE...\] with SHARE in \[0, 1\]"):
+        WorldGAN("churches", oversample="watermark:0.3,dome")

@@ -19,6 +19,7 @@ from ..data import step_loader
 from ..errors import RewriteError
 from ..models.stylegan2 import StyleGAN2Generator
 from .discriminator import Discriminator
+from .measures import presence
 from .registry import DISCRIMINATOR_WIDTHS, get_world
 
 #: Renders used for training start at this seed; evaluation uses small seeds.
@@ -32,14 +33,7 @@ class WorldGAN(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.world = get_world(world)
-        if oversample is not None:
-            flag, _, share = str(oversample).partition(":")
-            try:
-                ok = 0 <= float(share) <= 1
-            except ValueError:
-                ok = False
-            if not (flag and ok):
-                raise RewriteError(f"oversample must be FLAG:SHARE with SHARE in [0, 1] (e.g. watermark:0.5), got {oversample!r}")
+        self.targets = parse_oversample(oversample)
         torch.manual_seed(seed)
         self.generator = StyleGAN2Generator(**self.world.generator)
         self.generator.randomize_noise = True
@@ -50,6 +44,7 @@ class WorldGAN(pl.LightningModule):
         self.automatic_optimization = False
         self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)
         self._last_time: float | None = None
+        self._base_rates: Tensor | None = None
         self.train_seconds = 0.0  # summed over resumed runs through the checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -79,20 +74,21 @@ class WorldGAN(pl.LightningModule):
         return torch.randn(self.hparams.batch_size, self.generator.style_dim, generator=g)
 
     def real_batch(self, b: int, seed: int) -> Tensor:
-        """``b`` renders from ``seed``. With ``oversample="FLAG:SHARE"`` (a per-image flag of the
-        renderer's extras), at least that share of them show the flag: a curriculum for a rule
-        too rare for the generator to find at its true rate (then train on at the true rate)."""
-        if not self.hparams.oversample:
+        """``b`` renders from ``seed``. With ``oversample`` targets (FLAG: share), the ``b`` are drawn
+        from ``4b`` renders with importance weights that move each flag's expected share from the
+        renderer's rate to its target: a curriculum for a rule the generator under-draws (a flag is
+        a per-image bool of the renderer's extras or a class shown in the label map)."""
+        if not self.targets:
             return self.world.render(b, seed=seed).images
-        flag, _, share = self.hparams.oversample.partition(":")
         r = self.world.render(4 * b, seed=seed)
-        if flag not in r.extras:
-            raise RewriteError(f"oversample flag {flag!r} is not one of the {self.world.name} renderer's "
-                               f"flags: {', '.join(k for k, v in r.extras.items() if v.dtype == torch.bool and v.ndim == 1)}")
-        shown = r.extras[flag].nonzero().view(-1)
-        rest = (~r.extras[flag]).nonzero().view(-1)
-        k = min(len(shown), max(int(round(float(share) * b)), 0))
-        pick = torch.cat([shown[:k], rest[:b - k], shown[k:]])[:b]
+        shown = flags(r, self.world.classes, tuple(self.targets))
+        if self._base_rates is None:
+            self._base_rates = flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
+                                     tuple(self.targets)).float().mean(0).clamp(0.01, 0.99)
+        target = torch.tensor(list(self.targets.values()))
+        up, down = target / self._base_rates, (1 - target) / (1 - self._base_rates)
+        weight = torch.where(shown, up, down).prod(1) + 1e-6
+        pick = torch.multinomial(weight, b, replacement=False, generator=torch.Generator().manual_seed(seed))
         return r.images[pick.sort().values]
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -146,6 +142,40 @@ class WorldGAN(pl.LightningModule):
         """Images of the EMA generator for latents ``z`` (fixed noise)."""
         with torch.no_grad():
             return self.ema(z.to(self.device))
+
+
+def parse_oversample(spec: str | None) -> dict[str, float]:
+    """``"FLAG:SHARE[,FLAG:SHARE…]"`` → {flag: share}; one error line naming the form if malformed."""
+    if not spec:
+        return {}
+    targets = {}
+    for item in str(spec).split(","):
+        flag, _, share = item.strip().partition(":")
+        try:
+            ok = 0 <= float(share) <= 1
+        except ValueError:
+            ok = False
+        if not (flag and ok):
+            raise RewriteError("oversample must be FLAG:SHARE[,FLAG:SHARE...] with SHARE in [0, 1] "
+                               f"(e.g. watermark:0.3,dome:0.46), got {spec!r}")
+        targets[flag] = float(share)
+    return targets
+
+
+def flags(render, classes: tuple[str, ...], names: tuple[str, ...]) -> Tensor:
+    """(B, len(names)) bool: each image's renderer flag, or whether its label map shows the class
+    (as :func:`~.measures.presence` counts it, so targets are in the benchmark's own terms)."""
+    known = [k for k, v in render.extras.items() if v.dtype == torch.bool and v.ndim == 1]
+    columns = []
+    for name in names:
+        if name in known:
+            columns.append(render.extras[name])
+        elif name in classes:
+            columns.append(presence(render.labels, classes, name))
+        else:
+            raise RewriteError(f"oversample flag {name!r} is neither a renderer flag ({', '.join(known)}) "
+                               f"nor a class ({', '.join(classes)}) of this world")
+    return torch.stack(columns, 1)
 
 
 def iterations_to_steps(iterations: int) -> int:

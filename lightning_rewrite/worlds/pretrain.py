@@ -57,7 +57,7 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
              export: str | Path | None = None, oversample: str | None = None) -> WorldGAN:
     """Train (or resume, from ``out/checkpoints/last.ckpt``) the generator of ``world`` for
     ``iterations`` G/D iterations; export the EMA generator to ``export`` (default
-    ``out/generator.safetensors``). ``oversample="FLAG:SHARE"``: see :meth:`WorldGAN.real_batch`."""
+    ``out/generator.safetensors``). ``oversample="FLAG:SHARE[,FLAG:SHARE…]"``: see :meth:`WorldGAN.real_batch`."""
     out = Path(out)
     torch.set_flush_denormal(True)  # tiny activations late in training otherwise slow the CPU several-fold
     module = WorldGAN(world, batch_size=batch_size, seed=seed, oversample=oversample)
@@ -74,5 +74,7 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
     card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
             "train_seconds": round(module.train_seconds, 1), "generator": module.world.generator,
             "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+    if oversample:
+        card["oversample"] = oversample  # this run's real-batch targets (see WorldGAN.real_batch)
     export_generator(module, Path(export) if export else out / "generator.safetensors", card)
     return module
