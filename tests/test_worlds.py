@@ -123,6 +123,6 @@ def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
     rates = [float(torch.cat(f).float().mean()) for f in (watermark, dome, spire)]
     assert abs(rates[0] - 0.4) < 0.06 and abs(rates[1] - 0.55) < 0.06 and abs(rates[2] - 0.2) < 0.06, rates  # true: .20 .41 .30
     with pytest.raises(RewriteError, match="oversample flag 'smile' is neither a renderer flag .watermark, "):
-        WorldGAN("churches", oversample="smile:0.5").real_batch(16, seed=1)
+        WorldGAN("churches", oversample="smile:0.5")
     with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE\[,FLAG:SHARE...\] with SHARE in \[0, 1\]"):
         WorldGAN("churches", oversample="watermark:0.3,dome")

@@ -34,6 +34,9 @@ class WorldGAN(pl.LightningModule):
         self.save_hyperparameters()
         self.world = get_world(world)
         self.targets = parse_oversample(oversample)
+        # the renderer's own rate of each target flag (unknown flags fail here, before training)
+        self.base_rates = (flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
+                                 tuple(self.targets)).float().mean(0).clamp(0.01, 0.99) if self.targets else None)
         torch.manual_seed(seed)
         self.generator = StyleGAN2Generator(**self.world.generator)
         self.generator.randomize_noise = True
@@ -44,7 +47,6 @@ class WorldGAN(pl.LightningModule):
         self.automatic_optimization = False
         self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)
         self._last_time: float | None = None
-        self._base_rates: Tensor | None = None
         self.train_seconds = 0.0  # summed over resumed runs through the checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -82,11 +84,8 @@ class WorldGAN(pl.LightningModule):
             return self.world.render(b, seed=seed).images
         r = self.world.render(4 * b, seed=seed)
         shown = flags(r, self.world.classes, tuple(self.targets))
-        if self._base_rates is None:
-            self._base_rates = flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
-                                     tuple(self.targets)).float().mean(0).clamp(0.01, 0.99)
         target = torch.tensor(list(self.targets.values()))
-        up, down = target / self._base_rates, (1 - target) / (1 - self._base_rates)
+        up, down = target / self.base_rates, (1 - target) / (1 - self.base_rates)
         weight = torch.where(shown, up, down).prod(1) + 1e-6
         pick = torch.multinomial(weight, b, replacement=False, generator=torch.Generator().manual_seed(seed))
         return r.images[pick.sort().values]
