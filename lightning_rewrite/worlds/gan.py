@@ -18,6 +18,7 @@ from torch import Tensor
 from ..data import step_loader
 from ..errors import RewriteError
 from ..models.stylegan2 import StyleGAN2Generator
+from .canvas import Render
 from .discriminator import Discriminator
 from .measures import presence
 from .registry import DISCRIMINATOR_WIDTHS, get_world
@@ -76,7 +77,7 @@ class WorldGAN(pl.LightningModule):
         return torch.randn(self.hparams.batch_size, self.generator.style_dim, generator=g)
 
     def real_batch(self, b: int, seed: int) -> Tensor:
-        """``b`` renders from ``seed``. With ``oversample`` targets (FLAG: share), the ``b`` are drawn
+        """``b`` renders from ``seed``. With ``oversample`` targets ({flag: share}), the ``b`` are drawn
         from ``4b`` renders with importance weights that move each flag's expected share from the
         renderer's rate to its target: a curriculum for a rule the generator under-draws (a flag is
         a per-image bool of the renderer's extras or a class shown in the label map)."""
@@ -161,7 +162,7 @@ def parse_oversample(spec: str | None) -> dict[str, float]:
     return targets
 
 
-def flags(render, classes: tuple[str, ...], names: tuple[str, ...]) -> Tensor:
+def flags(render: Render, classes: tuple[str, ...], names: tuple[str, ...]) -> Tensor:
     """(B, len(names)) bool: each image's renderer flag, or whether its label map shows the class
     (as :func:`~.measures.presence` counts it, so targets are in the benchmark's own terms)."""
     known = [k for k, v in render.extras.items() if v.dtype == torch.bool and v.ndim == 1]
