@@ -78,10 +78,12 @@ def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
     pretrain("churches", out, iterations=2, batch_size=4, sample_every=1, checkpoint_every=1, progress=False)
     assert (out / "checkpoints" / "last.ckpt").exists() and (out / "samples" / "latest.png").exists()
     module = pretrain("churches", out, iterations=3, batch_size=4, sample_every=1, checkpoint_every=1,
-                      progress=False)
+                      progress=False, lr=5e-4)
     assert module.iteration == 3  # resumed from iteration 2, not restarted
+    lr_g, lr_d = (o.param_groups[0]["lr"] for o in module.trainer.optimizers)
+    assert lr_g == 5e-4 and lr_d == pytest.approx(5e-4 * 16 / 17)  # this run's lr, not the checkpoint's 2e-3
     card = json.loads((out / "generator.json").read_text())
-    assert card["world"] == "churches" and card["iterations"] == 3 and "loss_d" in card["loss"]
+    assert card["world"] == "churches" and card["iterations"] == 3 and "loss_d" in card["loss"] and card["lr"] == 5e-4
     assert card["train_seconds"] > 0  # summed across the resume, through the checkpoint
     generator = load_generator(out / "generator.safetensors")
     assert isinstance(generator, StyleGAN2Generator) and generator.size == 64

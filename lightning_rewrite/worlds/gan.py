@@ -64,13 +64,24 @@ class WorldGAN(pl.LightningModule):
     def train_dataloader(self):
         return step_loader()
 
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        """(G, D) learning rates; D's carries the lazy-regularisation correction."""
+        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)
+        return self.hparams.lr, self.hparams.lr * ratio
+
     def configure_optimizers(self):
-        betas = (0.0, 0.99)
-        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)  # lazy-regularisation correction
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr * ratio,
-                                 betas=(0.0, 0.99**ratio))
+        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)
+        lr_g, lr_d = self.learning_rates
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr_g, betas=(0.0, 0.99))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=(0.0, 0.99**ratio))
         return [opt_g, opt_d]
+
+    def on_train_start(self) -> None:
+        # a resumed run restores the optimizers' old lr with their state; this run's lr wins
+        for optimizer, lr in zip(self.optimizers(), self.learning_rates):
+            for group in optimizer.optimizer.param_groups:
+                group["lr"] = lr
 
     def _latents(self, it: int, salt: int) -> Tensor:
         g = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + it * 2 + salt)
