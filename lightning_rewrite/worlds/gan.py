@@ -65,16 +65,19 @@ class WorldGAN(pl.LightningModule):
         return step_loader()
 
     @property
+    def _lazy_ratio(self) -> float:
+        """Lazy-regularisation correction of D's lr and beta (R1 every ``r1_every`` steps)."""
+        return self.hparams.r1_every / (self.hparams.r1_every + 1)
+
+    @property
     def learning_rates(self) -> tuple[float, float]:
         """(G, D) learning rates; D's carries the lazy-regularisation correction."""
-        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)
-        return self.hparams.lr, self.hparams.lr * ratio
+        return self.hparams.lr, self.hparams.lr * self._lazy_ratio
 
     def configure_optimizers(self):
-        ratio = self.hparams.r1_every / (self.hparams.r1_every + 1)
         lr_g, lr_d = self.learning_rates
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr_g, betas=(0.0, 0.99))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=(0.0, 0.99**ratio))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=(0.0, 0.99**self._lazy_ratio))
         return [opt_g, opt_d]
 
     def on_train_start(self) -> None:
