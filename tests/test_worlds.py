@@ -115,7 +115,7 @@ def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
     module = WorldGAN("churches", oversample="watermark:0.4,dome:0.55,spire:0.2")
     watermark, dome, spire = [], [], []
     for seed in range(30):
-        pool = world.render(64, seed=seed)
+        pool = world.render(module.pool * 16, seed=seed)
         batch = module.real_batch(16, seed=seed)
         index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in batch]
         assert all(torch.equal(pool.images[i], image) for i, image in zip(index, batch)) and len(set(index)) == 16
@@ -124,6 +124,14 @@ def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
         spire.append(presence(pool.labels[index], world.classes, "spire"))
     rates = [float(torch.cat(f).float().mean()) for f in (watermark, dome, spire)]
     assert abs(rates[0] - 0.4) < 0.06 and abs(rates[1] - 0.55) < 0.06 and abs(rates[2] - 0.2) < 0.06, rates  # true: .20 .41 .30
+    # a rare flag asked far above its rate (.13 → .8) is not capped by a small pool (4b held ~.5)
+    rare = WorldGAN("churches", oversample="watermark_bottom:0.8")
+    shown = []
+    for seed in range(10):
+        pool = world.render(rare.pool * 16, seed=seed)
+        index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in rare.real_batch(16, seed=seed)]
+        shown.append(pool.extras["watermark_bottom"][index])
+    assert abs(float(torch.cat(shown).float().mean()) - 0.8) < 0.08, float(torch.cat(shown).float().mean())
     with pytest.raises(RewriteError, match="oversample flag 'smile' is neither a renderer flag .watermark, "):
         WorldGAN("churches", oversample="smile:0.5")
     with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE\[,FLAG:SHARE...\] with SHARE in \[0, 1\]"):

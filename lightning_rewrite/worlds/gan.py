@@ -8,6 +8,7 @@ drawn on the fly from a seed per iteration, so a resumed run sees the same data.
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import pytorch_lightning as pl
@@ -38,6 +39,9 @@ class WorldGAN(pl.LightningModule):
         # the renderer's own rate of each target flag (unknown flags fail here, before training)
         self.base_rates = (flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
                                  tuple(self.targets)).float().mean(0).clamp(0.01, 0.99) if self.targets else None)
+        # renders per batch image: three times the largest up-weighting, 8 at the least
+        self.pool = (max(8, math.ceil(3 * float((torch.tensor(list(self.targets.values())) / self.base_rates).max())))
+                     if self.targets else 1)
         torch.manual_seed(seed)
         self.generator = StyleGAN2Generator(**self.world.generator)
         self.generator.randomize_noise = True
@@ -92,14 +96,17 @@ class WorldGAN(pl.LightningModule):
 
     def real_batch(self, b: int, seed: int) -> Tensor:
         """``b`` renders from ``seed``. With ``oversample`` targets ({flag: share}), the ``b`` are drawn
-        from ``4b`` renders with importance weights that move each flag's expected share from the
-        renderer's rate to its target: a curriculum for a rule the generator under-draws (a flag is
-        a per-image bool of the renderer's extras or a class shown in the label map)."""
+        from a pool of renders with importance weights that move each flag's expected share from
+        the renderer's rate to its target: a curriculum for a rule the generator under-draws (a flag
+        is a per-image bool of the renderer's extras or a class shown in the label map). The pool
+        (``pool·b`` renders) is large next to the batch: a draw without replacement from a small one
+        falls short of the targets (4b renders gave watermark .34 for .40) and cannot show more of
+        a rare flag than the pool holds."""
         if not self.targets:
             return self.world.render(b, seed=seed).images
-        r = self.world.render(4 * b, seed=seed)
-        shown = flags(r, self.world.classes, tuple(self.targets))
         target = torch.tensor(list(self.targets.values()))
+        r = self.world.render(self.pool * b, seed=seed)
+        shown = flags(r, self.world.classes, tuple(self.targets))
         up, down = target / self.base_rates, (1 - target) / (1 - self.base_rates)
         weight = torch.where(shown, up, down).prod(1) + 1e-6
         pick = torch.multinomial(weight, b, replacement=False, generator=torch.Generator().manual_seed(seed))
