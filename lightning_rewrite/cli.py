@@ -24,7 +24,7 @@ from .errors import RewriteError
 DEFAULTS: dict[str, dict] = {
     "pretrain": {"world": "churches", "out": None, "iterations": 10_000, "batch_size": 16, "seed": 0,
                  "sample_every": 250, "checkpoint_every": 100, "progress": True, "export": None,
-                 "oversample": None, "lr": 2e-3},
+                 "oversample": None, "lr": 2e-3, "blur": 0.0},
     "segmenter": {"world": "churches", "steps": 1500, "batch_size": 32, "seed": 0, "export": None,
                   "progress": True, "init": None, "lr": 3e-3},
 }

@@ -78,12 +78,13 @@ def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
     pretrain("churches", out, iterations=2, batch_size=4, sample_every=1, checkpoint_every=1, progress=False)
     assert (out / "checkpoints" / "last.ckpt").exists() and (out / "samples" / "latest.png").exists()
     module = pretrain("churches", out, iterations=3, batch_size=4, sample_every=1, checkpoint_every=1,
-                      progress=False, lr=5e-4)
+                      progress=False, lr=5e-4, blur=1.0)
     assert module.iteration == 3  # resumed from iteration 2, not restarted
     lr_g, lr_d = (o.param_groups[0]["lr"] for o in module.trainer.optimizers)
     assert lr_g == 5e-4 and lr_d == pytest.approx(5e-4 * 16 / 17)  # this run's lr, not the checkpoint's 2e-3
     card = json.loads((out / "generator.json").read_text())
     assert card["world"] == "churches" and card["iterations"] == 3 and "loss_d" in card["loss"] and card["lr"] == 5e-4
+    assert card["blur"] == 1.0  # the resumed stage's D saw through a blur
     assert card["train_seconds"] > 0  # summed across the resume, through the checkpoint
     generator = load_generator(out / "generator.safetensors")
     assert isinstance(generator, StyleGAN2Generator) and generator.size == 64
@@ -103,6 +104,24 @@ def test_copy_paste_augmentation_moves_objects_with_their_labels():
     assert set(labels[changed].unique().tolist()) <= {w.classes.index(c) for c in w.paste_objects}
     same = ~(images != r.images).any(1)
     assert same[~changed].float().mean() > 0.97  # pixels move only where an object was pasted
+
+
+def test_a_blurred_discriminator_hands_the_generator_a_smooth_gradient():
+    """blur=σ is the stage that teaches a fine rule: what D says about an image then moves with its
+    broad strokes, so the gradient G follows has little of the pixel-scale detail a sharp D's has."""
+    from lightning_rewrite.worlds.gan import WorldGAN
+
+    images = get_world("churches").render(8, seed=0).images
+
+    def roughness(blur: float) -> float:
+        module = WorldGAN("churches", blur=blur)  # same seed: the same D either way
+        x = images.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(module.judge(x).sum(), x)
+        detail = grad - torch.nn.functional.avg_pool2d(grad, 3, 1, 1, count_include_pad=False)
+        return float(detail.pow(2).sum() / grad.pow(2).sum())
+
+    sharp, blurred = roughness(0.0), roughness(2.0)
+    assert blurred < sharp / 5, (sharp, blurred)
 
 
 def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():

@@ -54,14 +54,16 @@ def export_generator(module: WorldGAN, path: Path, card: dict) -> None:
 
 def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: int = 16, seed: int = 0,
              sample_every: int = 250, checkpoint_every: int = 250, progress: bool = True,
-             export: str | Path | None = None, oversample: str | None = None, lr: float = 2e-3) -> WorldGAN:
+             export: str | Path | None = None, oversample: str | None = None, lr: float = 2e-3,
+             blur: float = 0.0) -> WorldGAN:
     """Train (or resume, from ``out/checkpoints/last.ckpt``) the generator of ``world`` for
     ``iterations`` G/D iterations; export the EMA generator to ``export`` (default
     ``out/generator.safetensors``). ``oversample="FLAG:SHARE[,FLAG:SHARE…]"``: see :meth:`WorldGAN.real_batch`. ``lr`` applies
-    to a resumed run too (e.g. a lower one to settle a generator that swings between modes)."""
+    to a resumed run too (e.g. a lower one to settle a generator that swings between modes); ``blur``
+    (pixels) is what D sees through, for a stage that teaches a fine rule (see :meth:`WorldGAN.judge`)."""
     out = Path(out)
     torch.set_flush_denormal(True)  # tiny activations late in training otherwise slow the CPU several-fold
-    module = WorldGAN(world, batch_size=batch_size, seed=seed, oversample=oversample, lr=lr)
+    module = WorldGAN(world, batch_size=batch_size, seed=seed, oversample=oversample, lr=lr, blur=blur)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=iterations_to_steps(checkpoint_every))
     grid = SampleGrid(out, every=sample_every)
@@ -75,7 +77,7 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
     card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
             "train_seconds": round(module.train_seconds, 1), "generator": module.world.generator,
             "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
-    card["lr"] = lr
+    card["lr"], card["blur"] = lr, blur
     if oversample:
         card["oversample"] = oversample  # this run's real-batch targets (see WorldGAN.real_batch)
     export_generator(module, Path(export) if export else out / "generator.safetensors", card)
