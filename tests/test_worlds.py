@@ -122,6 +122,8 @@ def test_a_blurred_discriminator_hands_the_generator_a_smooth_gradient():
 
     sharp, blurred = roughness(0.0), roughness(2.0)
     assert blurred < sharp / 5, (sharp, blurred)
+    with pytest.raises(RewriteError, match="blur must be a Gaussian sigma in pixels >= 0"):
+        WorldGAN("churches", blur=-1.0)
 
 
 def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
@@ -131,13 +133,19 @@ def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
     from lightning_rewrite.worlds.measures import presence
 
     world = get_world("churches")
-    module = WorldGAN("churches", oversample="watermark:0.4,dome:0.55,spire:0.2")
-    watermark, dome, spire = [], [], []
-    for seed in range(30):
+
+    def drawn(module: WorldGAN, seed: int):
+        """The seed's pool of renders and which of them the real batch holds."""
         pool = world.render(module.pool * 16, seed=seed)
         batch = module.real_batch(16, seed=seed)
         index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in batch]
         assert all(torch.equal(pool.images[i], image) for i, image in zip(index, batch)) and len(set(index)) == 16
+        return pool, index
+
+    module = WorldGAN("churches", oversample="watermark:0.4,dome:0.55,spire:0.2")
+    watermark, dome, spire = [], [], []
+    for seed in range(30):
+        pool, index = drawn(module, seed)
         watermark.append(pool.extras["watermark"][index])
         dome.append(presence(pool.labels[index], world.classes, "dome"))
         spire.append(presence(pool.labels[index], world.classes, "spire"))
@@ -145,12 +153,9 @@ def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
     assert abs(rates[0] - 0.4) < 0.06 and abs(rates[1] - 0.55) < 0.06 and abs(rates[2] - 0.2) < 0.06, rates  # true: .20 .41 .30
     # a rare flag asked far above its rate (.13 → .8) is not capped by a small pool (4b held ~.5)
     rare = WorldGAN("churches", oversample="watermark_bottom:0.8")
-    shown = []
-    for seed in range(10):
-        pool = world.render(rare.pool * 16, seed=seed)
-        index = [int((pool.images - image).abs().flatten(1).sum(1).argmin()) for image in rare.real_batch(16, seed=seed)]
-        shown.append(pool.extras["watermark_bottom"][index])
-    assert abs(float(torch.cat(shown).float().mean()) - 0.8) < 0.08, float(torch.cat(shown).float().mean())
+    share = float(torch.cat([pool.extras["watermark_bottom"][index] for pool, index in
+                             (drawn(rare, seed) for seed in range(10))]).float().mean())
+    assert abs(share - 0.8) < 0.08, share
     with pytest.raises(RewriteError, match="oversample flag 'smile' is neither a renderer flag .watermark, "):
         WorldGAN("churches", oversample="smile:0.5")
     with pytest.raises(RewriteError, match=r"oversample must be FLAG:SHARE\[,FLAG:SHARE...\] with SHARE in \[0, 1\]"):
