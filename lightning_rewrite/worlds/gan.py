@@ -36,15 +36,19 @@ class WorldGAN(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.world = get_world(world)
-        self.targets = parse_oversample(oversample)
-        # the renderer's own rate of each target flag (unknown flags fail here, before training)
-        self.base_rates = (flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
-                                 tuple(self.targets)).float().mean(0).clamp(0.01, 0.99) if self.targets else None)
-        self.target_shares = torch.tensor(list(self.targets.values()))
-        # renders per batch image: three times the largest up-weighting, 8 at the least
-        self.pool = max(8, math.ceil(3 * float((self.target_shares / self.base_rates).max()))) if self.targets else 1
         if not blur >= 0:
             raise RewriteError(f"blur must be a Gaussian sigma in pixels >= 0 (0: D sees sharp images), got {blur}")
+        self.targets = parse_oversample(oversample)
+        self.base_rates, self.pool = None, 1
+        if self.targets:
+            # the renderer's own rate of each target flag (unknown flags fail here, before training)
+            self.base_rates = flags(self.world.render(2000, seed=TRAIN_SEED_OFFSET - 1), self.world.classes,
+                                    tuple(self.targets)).float().mean(0).clamp(0.01, 0.99)
+            target = torch.tensor(list(self.targets.values()))
+            # importance weight of an image showing / not showing each flag
+            self._up, self._down = target / self.base_rates, (1 - target) / (1 - self.base_rates)
+            # renders per batch image: three times the largest up-weighting, 8 at the least
+            self.pool = max(8, math.ceil(3 * float(self._up.max())))
         torch.manual_seed(seed)
         self.generator = StyleGAN2Generator(**self.world.generator)
         self.generator.randomize_noise = True
@@ -109,9 +113,7 @@ class WorldGAN(pl.LightningModule):
             return self.world.render(b, seed=seed).images
         r = self.world.render(self.pool * b, seed=seed)
         shown = flags(r, self.world.classes, tuple(self.targets))
-        target = self.target_shares
-        up, down = target / self.base_rates, (1 - target) / (1 - self.base_rates)
-        weight = torch.where(shown, up, down).prod(1) + 1e-6
+        weight = torch.where(shown, self._up, self._down).prod(1) + 1e-6
         pick = torch.multinomial(weight, b, replacement=False, generator=torch.Generator().manual_seed(seed))
         return r.images[pick.sort().values]
 

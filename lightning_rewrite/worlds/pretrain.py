@@ -76,8 +76,7 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
     grid.write(trainer, module, module.iteration)
     card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
             "train_seconds": round(module.train_seconds, 1), "generator": module.world.generator,
-            "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
-    card["lr"], card["blur"] = lr, blur
+            "lr": lr, "blur": blur, "loss": {k: float(v) for k, v in trainer.callback_metrics.items()}}
     if oversample:
         card["oversample"] = oversample  # this run's real-batch targets (see WorldGAN.real_batch)
     export_generator(module, Path(export) if export else out / "generator.safetensors", card)
