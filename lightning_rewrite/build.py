@@ -17,6 +17,7 @@ from .edit import Edit, apply_edits
 from .errors import RewriteError
 from .fingerprint import module_fingerprint
 from .layer import HookedLayer
+from .limits import MAX_SAMPLES
 from .request import EditRequest
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,10 @@ def check_request(request: EditRequest, size: tuple[int, int]) -> None:
             _check_mask(sel.mask, size, what)
     for i, p in enumerate(request.pairs):
         _check_mask(p.mask, size, f"pairs[{i}]")
-    bad = [s for s in request.samples() if isinstance(s, int) and s < 0]
+    bad = [s for s in request.samples() if isinstance(s, int) and not 0 <= s < MAX_SAMPLES]
     if bad:
-        raise RewriteError(f"sample index {bad[0]} is out of range: indices name samples 0, 1, 2, … of the seed-1 latent set")
+        raise RewriteError(f"sample index {bad[0]} is out of range: indices name samples 0 … {MAX_SAMPLES - 1:,} "
+                           "of the seed-1 latent set")
 
 
 def build_request(cfg: DictConfig, model: Model) -> EditRequest:

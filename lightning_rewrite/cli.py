@@ -53,16 +53,26 @@ def _config(command: str, overrides: list[str]) -> dict:
 
 
 def _pretrain(cfg: dict) -> None:
+    from .rundir import check_export, claim_directory
     from .worlds.pretrain import pretrain
 
-    cfg["out"] = cfg["out"] or f"runs/pretrain/{cfg['world']}"
+    cfg["out"] = claim_directory(cfg["out"] or f"runs/pretrain/{cfg['world']}", "pretrain", legacy=PRETRAIN_LAYOUT)
+    if cfg["export"]:
+        check_export(cfg["export"])
     pretrain(**cfg)
 
 
 def _segmenter(cfg: dict) -> None:
+    from .rundir import check_export
     from .worlds.segmenter import train_segmenter
 
+    if cfg["export"]:
+        check_export(cfg["export"])
     train_segmenter(**cfg)
+
+
+#: What ``pretrain`` left in its directory before run directories carried a marker (resumable).
+PRETRAIN_LAYOUT = ("checkpoints/last.ckpt", "samples/latest.png")
 
 
 RECIPE_COMMANDS = ("fit", "test", "sample", "select", "stats", "layers")
@@ -79,6 +89,22 @@ def _table(title: str, rows: dict) -> Table:
     return table
 
 
+#: Where each recipe command writes, below the run directory (``fit`` writes the run directory itself).
+SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select"}
+
+
+def _check_outputs(command: str, cfg, out: Path) -> None:
+    """Refuse, before any work, an output the tool did not write (see ``rundir``)."""
+    from .rundir import check_out
+
+    if command == "fit":
+        check_out(out, "fit", cfg.overwrite)
+    elif command in SUBDIRECTORY:
+        if out.exists() and not out.is_dir():
+            raise RewriteError(f"out={out} is an existing file, not a run directory; give out= a run directory")
+        check_out(out / SUBDIRECTORY[command], command)
+
+
 def _run_recipe(command: str, overrides: list[str]) -> None:
     from . import config
 
@@ -87,6 +113,7 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         Console().print(config.to_yaml(cfg), highlight=False, soft_wrap=True)
         return
     out = config.out_dir(cfg)
+    _check_outputs(command, cfg, out)
     console = Console()
     if command == "fit":
         from .fit import fit
@@ -107,7 +134,7 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         model = load_model(cfg, with_segmenter=False)
         idx = range(cfg.sample.start, cfg.sample.start + cfg.sample.n)
         (samples,) = draw([model.generator], model.latents, idx, cfg.stats.batch_size, cfg.progress)
-        with run_directory(out / "sample") as tmp:
+        with run_directory(out / "sample", "sample", nested=True) as tmp:
             written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder)
         console.print(f"{len(idx)} samples ({len(model.edits)} edits applied) → {out / 'sample'} ({len(written)} files)")
     elif command == "select":
@@ -117,7 +144,7 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
 
         model = load_model(cfg)
         request = chosen_request(cfg, model)
-        with run_directory(out / "select") as tmp:
+        with run_directory(out / "select", "select", nested=True) as tmp:
             request.save(tmp / "request.json")
             images.save_png(images.figure([images.selections(request, model.generator, model.latents)]),
                             tmp / "selections.png")

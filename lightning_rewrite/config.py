@@ -13,6 +13,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import RewriteError
+from .limits import MAX_SAMPLES
 
 
 @dataclass
@@ -103,6 +104,7 @@ class RunConfig:
     recipe: str = MISSING
     description: str = ""
     out: Optional[str] = None  # run directory (default runs/<recipe>)
+    overwrite: bool = False  # fit: replace a run directory even though it holds test/, sample/ or select/ results
     logger: str = "wandb"  # wandb | csv | tensorboard | none
     progress: bool = True
     print_config: bool = False  # print the resolved configuration and exit
@@ -117,6 +119,7 @@ class RunConfig:
 
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 KINDS = ("copy", "erase", "paired")
 METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
 PERCEPTUAL = ("auto", "lpips", "segmenter", "none")
@@ -211,6 +214,18 @@ def validate(cfg: DictConfig) -> None:
         (cfg.stats.samples >= 1, f"stats.samples must be ≥ 1, got {cfg.stats.samples}"),
         (cfg.sample.n >= 1, f"sample.n must be ≥ 1, got {cfg.sample.n}"),
         (cfg.sample.start >= 0, f"sample.start must be ≥ 0, got {cfg.sample.start}"),
+        (cfg.sample.start + cfg.sample.n <= MAX_SAMPLES,
+         f"sample.start + sample.n must be ≤ {MAX_SAMPLES:,} (the latent set's size), got {cfg.sample.start + cfg.sample.n:,}"),
+        (cfg.test.start >= 0 and cfg.test.start + cfg.test.n <= MAX_SAMPLES,
+         f"test.start must be ≥ 0 and test.start + test.n ≤ {MAX_SAMPLES:,}, got {cfg.test.start:,} + {cfg.test.n:,}"),
+        (cfg.stats.batch_size >= 1, f"stats.batch_size must be ≥ 1, got {cfg.stats.batch_size}"),
+        (cfg.test.batch_size >= 1, f"test.batch_size must be ≥ 1, got {cfg.test.batch_size}"),
+        (cfg.trainer.devices >= 1, f"trainer.devices must be ≥ 1, got {cfg.trainer.devices}"),
+        (cfg.trainer.accelerator in ACCELERATORS,
+         f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {cfg.trainer.accelerator!r}"),
+        (cfg.edit.project_every >= 1, f"edit.project_every must be ≥ 1, got {cfg.edit.project_every}"),
+        (cfg.select.context >= 0 and cfg.select.min_pixels >= 1 and cfg.select.pairs >= 1,
+         "select.context must be ≥ 0, select.min_pixels and select.pairs ≥ 1"),
         (cfg.test.n >= 1, f"test.n must be ≥ 1, got {cfg.test.n}"),
         (cfg.select.pool >= 1, f"select.pool must be ≥ 1, got {cfg.select.pool}"),
         (cfg.edit.units is None or cfg.edit.units >= 1, f"edit.units must be ≥ 1, got {cfg.edit.units}"),
@@ -223,7 +238,7 @@ def validate(cfg: DictConfig) -> None:
 
 
 def out_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.out or f"runs/{cfg.recipe}")
+    return Path(cfg.out or f"runs/{cfg.recipe}").expanduser()
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -12,6 +12,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from .errors import RewriteError
+from .limits import MAX_SAMPLES
+
+_CHUNK = 65_536
 
 
 @dataclass
@@ -34,11 +37,22 @@ class LatentSampler:
         if len(idx) and int(idx.min()) < 0:
             raise RewriteError(f"sample index {int(idx.min())} is negative; indices start at 0")
         need = int(idx.max()) + 1 if len(idx) else 0
+        if need > MAX_SAMPLES:
+            raise RewriteError(f"sample index {need - 1} is beyond the latent set: indices name samples 0 … "
+                               f"{MAX_SAMPLES - 1:,} of the seed-{self.seed} set")
         if self._block is None or len(self._block) < need:
-            rng = np.random.RandomState(self.seed)
-            self._block = rng.standard_normal(need * self.dim).reshape(need, self.dim)
-        z = torch.from_numpy(self._block[idx.numpy()]).float()
+            self._block = self._rows(need)
+        z = torch.from_numpy(self._block[idx.numpy()])
         return z.reshape(len(idx), *(self.shape or (self.dim,)))
+
+    def _rows(self, n: int) -> np.ndarray:
+        """The first ``n`` rows as float32, drawn in chunks (the same stream as one draw of n·dim)."""
+        rng = np.random.RandomState(self.seed)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        for start in range(0, n, _CHUNK):
+            rows = min(_CHUNK, n - start)
+            out[start:start + rows] = rng.standard_normal(rows * self.dim).reshape(rows, self.dim)
+        return out
 
     def describe(self) -> dict:
         """What identifies this latent set (for cache keys and edit files)."""

@@ -126,12 +126,15 @@ class Edit:
             p = p.with_suffix(".safetensors")
         if not p.is_file():
             raise RewriteError(f"edit file {os.fspath(path)!r} does not exist; give the edit.safetensors a fit run wrote")
+        if p.stat().st_size == 0:
+            raise RewriteError(f"edit file {p.name} is empty (0 bytes); give the edit.safetensors a fit run wrote")
         try:
             with safe_open(str(p), framework="pt") as f:
                 header = json.loads((f.metadata() or {}).get("spec", "{}"))
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # noqa: BLE001 - any unreadable file is one line
-            raise RewriteError(f"{p.name} is not a readable edit file ({str(e).splitlines()[0][:160]})") from None
+            raise RewriteError(f"{p.name} is not a readable edit file: it is truncated or not a safetensors file "
+                               f"({str(e).splitlines()[0][:120]})") from None
         if header.get("format") != FORMAT:
             raise RewriteError(f"{p.name} is not a lightning-rewrite edit file (format {header.get('format')!r}, "
                                f"expected {FORMAT!r})")

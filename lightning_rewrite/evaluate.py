@@ -154,7 +154,7 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, "n": len(idx),
                "mean_abs_change": float(change.mean()), **measures.compute()}
     order = change.argsort(descending=True)
-    with run_directory(out) as tmp, torch.no_grad():
+    with run_directory(out, "test", nested=True) as tmp, torch.no_grad():
         for name, pick in (("largest_change", order[:SHOWN]), ("smallest_change", order.flip(0)[:SHOWN])):
             z = model.latents.take([idx[int(i)] for i in pick]).to(device)
             grid = images.figure([images.before_after(images.unit(model.generator(z)), images.unit(edited(z)))])

@@ -65,6 +65,17 @@ def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, pictures
                       log_every_n_steps=10)
 
 
+def check_trainer(cfg: DictConfig) -> None:
+    """Fail before any work when Lightning cannot run on ``trainer.accelerator`` / ``devices`` here."""
+    try:
+        pl.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    except Exception as e:  # noqa: BLE001 - Lightning's MisconfigurationException and RuntimeError alike
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RewriteError(f"trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices} "
+                           f"cannot run on this machine ({first[:160]}); try trainer.accelerator=auto") from None
+
+
 def quick_measures(model: Model, cfg: DictConfig, before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
     """On the shown held-out samples (unedited, edited), with the world's segmenter: how much of
     the source class became the target class (copy recipes) or remains (erase / paired)."""
@@ -106,12 +117,13 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
 
 def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
     """Run the edit; returns the metrics written to ``out/metrics.json``."""
+    check_trainer(cfg)
     model = load_model(cfg)
     check_layer(model, cfg.edit.layer)
     request = build_request(cfg, model)
     base_fingerprint = module_fingerprint(model.generator)
     module = make_module(cfg, model, request)
-    with run_directory(out) as tmp:
+    with run_directory(out, "fit", cfg.overwrite) as tmp:
         logger = loggers.make_logger(cfg.logger, tmp, cfg.recipe)
         try:
             metrics: dict[str, Any] = {}

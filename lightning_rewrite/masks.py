@@ -4,6 +4,7 @@ interface's data URLs; resized to a layer's resolution."""
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
 import re
@@ -41,19 +42,23 @@ def load_mask(source: Tensor | np.ndarray | str | os.PathLike, what: str = "mask
         return m
     text = os.fspath(source)
     if _DATA_URL.match(text):
-        data = base64.b64decode(_DATA_URL.sub("", text))
         try:
-            image = Image.open(io.BytesIO(data))
-        except Exception as e:  # noqa: BLE001 - PIL raises several types
-            raise RewriteError(f"{what} is not a readable PNG data URL ({e})") from None
+            image = Image.open(io.BytesIO(base64.b64decode(_DATA_URL.sub("", text), validate=True)))
+            image.load()
+        except (binascii.Error, ValueError):
+            raise RewriteError(f"{what}: the data URL's payload is not valid base64; give a PNG data URL "
+                               "(data:image/png;base64,...) as the official interface saves it") from None
+        except Exception:  # noqa: BLE001 - PIL raises several types
+            raise RewriteError(f"{what}: the data URL does not hold a readable PNG image") from None
     else:
         path = Path(text)
         if not path.is_file():
             raise RewriteError(f"{what} file {text!r} does not exist; give a PNG path, a PNG data URL or a tensor")
         try:
             image = Image.open(path)
-        except Exception as e:  # noqa: BLE001
-            raise RewriteError(f"{what} file {text!r} is not a readable image ({e})") from None
+            image.load()
+        except Exception:  # noqa: BLE001 - PIL raises several types
+            raise RewriteError(f"{what} file {text!r} is not a readable image (empty, truncated or not a PNG)") from None
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(rgb[..., 0].copy())
 

@@ -1,35 +1,197 @@
-"""A run directory written all at once: everything goes into a hidden temporary directory
-beside ``out``, which replaces ``out`` only when the command succeeds."""
+"""Run directories: written all at once, and only where the tool may write.
+
+Every run directory carries a marker (``.lightning_rewrite.json``: command, time, version). The
+tool replaces only a directory with that marker; an existing directory without it, or a file, is
+refused before any work. A run writes into a hidden temporary directory beside ``out`` (marked
+too, with its process id), which replaces ``out`` only when the command succeeds; a temporary
+left by a killed run is removed by the next run into the same place — only temporaries the tool
+marked, and only when their process is gone.
+
+A run directory that holds the results of other commands (``test/``, ``sample/``, ``select/``:
+subdirectories with their own marker) is not replaced unless ``overwrite`` is given: those
+results describe the edit being replaced, and keeping them beside a new one would misreport it.
+Versioned directories (Lightning's ``version_N``) would keep every edited generator on disk
+instead; a refusal naming what would be lost costs the user one word.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from .atomic import current_umask
+from .errors import RewriteError
+
+MARKER = ".lightning_rewrite.json"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.(tmp|old)$")
+
+
+def _marker(path: Path) -> dict | None:
+    """The marker of a run directory the tool wrote, else None."""
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == "lightning-rewrite" else None
+
+
+def is_run_directory(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory this tool wrote (it carries the marker)."""
+    p = Path(path)
+    return p.is_dir() and _marker(p) is not None
+
+
+def other_results(path: Path, command: str) -> list[str]:
+    """Subdirectories of the run directory ``path`` written by other commands than ``command``."""
+    return sorted(f"{p.name}/" for p in path.iterdir()
+                  if p.is_dir() and (m := _marker(p)) is not None and m.get("command") != command)
+
+
+def check_out(out: str | os.PathLike, command: str, overwrite: bool = False) -> Path:
+    """``out`` if the tool may write there: absent, or a run directory it wrote (holding no other
+    command's results unless ``overwrite``). Otherwise one error line; nothing is touched."""
+    target = Path(out)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise RewriteError(f"out={os.fspath(out)} is an existing file, not a run directory; "
+                           "give out= a new directory (the tool never replaces what it did not write)")
+    if target.is_dir():
+        if _marker(target) is None:
+            raise RewriteError(f"out={os.fspath(out)} is an existing directory that lightning-rewrite did not write "
+                               f"(it has no {MARKER}); give out= a new directory, the tool never replaces what it did not write")
+        kept = other_results(target, command)
+        if kept and not overwrite:
+            raise RewriteError(f"out={os.fspath(out)} holds results of other commands ({', '.join(kept)}) that a new "
+                               f"{command} would delete; give overwrite=true to replace them, or another out=")
+    parent = _existing_ancestor(target.parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RewriteError(f"cannot write out={os.fspath(out)}: {parent} is not writable by this user; "
+                           "give out= a directory you may write")
+    return target
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Temporaries beside ``target`` left by killed runs of this tool (marked, process gone)."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for p in target.parent.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if not (m and m["name"] == target.name and p.is_dir() and not p.is_symlink()):
+            continue
+        marker = _marker(p) or _marker(p / target.name)
+        if marker is None or not marker.get("temporary") or _alive(marker.get("pid")):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def write_marker(directory: Path, command: str, temporary: bool = False) -> None:
+    record = {"tool": "lightning-rewrite", "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "pid": os.getpid(), "temporary": temporary}
+    from . import __version__
+
+    record["version"] = __version__
+    (directory / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def claim_directory(out: str | os.PathLike, command: str, legacy: tuple[str, ...] = ()) -> Path:
+    """A directory a long, resumable command writes in place (``pretrain``): created with the
+    marker, or one it wrote before (marked, or holding every file of ``legacy``, the layout it
+    left before directories were marked); anything else is refused."""
+    target = Path(out).expanduser()
+    if target.is_dir() and _marker(target) is None and legacy and all((target / f).is_file() for f in legacy):
+        write_marker(target, command)
+    target = check_out(target, command, overwrite=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if _marker(target) is None:
+            write_marker(target, command)
+    except OSError as e:
+        raise RewriteError(f"cannot write out={os.fspath(out)}: {e.strerror or e}") from None
+    return target
 
 
 @contextmanager
-def run_directory(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory; on success it becomes ``out`` (an older ``out`` is
-    removed only after the new one is in place); on failure it is deleted and ``out`` is untouched."""
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+def run_directory(out: str | os.PathLike, command: str, overwrite: bool = False,
+                  nested: bool = False) -> Iterator[Path]:
+    """Yield a fresh, marked temporary directory; on success it becomes ``out`` (an older run
+    directory of this tool is removed only after the new one is in place); on failure it is
+    deleted and ``out`` is untouched. ``out`` must pass :func:`check_out`. ``nested``: ``out``
+    is a command's results inside a run directory (``test/``): a parent the run creates is
+    marked as a run directory on success, and removed again on failure."""
+    target = check_out(out, command, overwrite)
+    created = not target.parent.exists()
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:
+        raise RewriteError(f"cannot write out={os.fspath(out)}: {e.strerror or e}") from None
+    try:
+        write_marker(tmp, command, temporary=True)
         yield tmp
+        check_out(target, command, overwrite)  # a directory that appeared meanwhile is not replaced either
+        write_marker(tmp, command)
         os.chmod(tmp, 0o777 & ~current_umask())
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            write_marker(old, command, temporary=True)
             os.replace(target, old / target.name)
         os.replace(tmp, target)
+        if nested and created:
+            write_marker(target.parent, command)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if nested and created and target.parent.is_dir() and not any(target.parent.iterdir()):
+            target.parent.rmdir()
         raise
+
+
+def check_export(path: str | os.PathLike) -> Path:
+    """A weights file the tool may write: absent, or one it exported before (a ``.safetensors``
+    with the tool's JSON card beside it). Anything else is refused in one line."""
+    target = Path(path).expanduser()
+    if target.suffix != ".safetensors":
+        raise RewriteError(f"export={os.fspath(path)} must name a .safetensors file")
+    if target.exists() or target.is_symlink():
+        try:
+            card = json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            card = None
+        if target.is_symlink() or not target.is_file() or not (isinstance(card, dict) and "world" in card):
+            raise RewriteError(f"export={os.fspath(path)} exists and was not exported by lightning-rewrite (no card "
+                               f"{target.with_suffix('.json').name} beside it); give export= a new file")
+    parent = _existing_ancestor(target.parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RewriteError(f"cannot write export={os.fspath(path)}: {parent} is not writable by this user")
+    return target

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickletools
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -30,19 +33,66 @@ def read_state(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise RewriteError(f"checkpoint {os.fspath(path)!r} does not exist; give the path of a .pt, .pth, .pkl or .safetensors file")
+    if p.stat().st_size == 0:
+        raise RewriteError(f"checkpoint {p.name} is empty (0 bytes); give a .pt, .pth, .pkl or .safetensors file")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(p))
+        try:
+            return load_file(str(p))
+        except Exception as e:  # noqa: BLE001 - SafetensorError and OSError alike are one line
+            raise RewriteError(f"{p.name} is not a readable safetensors file: it is truncated or damaged "
+                               f"({str(e).strip().splitlines()[0][:120]})") from None
     if p.suffix == ".pkl":
         return {"nvidia": read_nvidia_pickle(p)}
     try:
         # rosinality's training script saves its argparse.Namespace beside the weights: inert, allowed
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the pickle-protocol notice: we explain refusals below
             return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - report any unreadable file in one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RewriteError(f"{p.name} is not a readable PyTorch checkpoint ({first[:200]})") from None
+    except Exception:  # noqa: BLE001 - report any unreadable file in one line
+        raise RewriteError(f"{p.name} {why_unreadable(p)}") from None
+
+
+#: Globals a PyTorch checkpoint may name: torch's own rebuilders and types, and inert containers.
+SAFE_GLOBAL = re.compile(r"^(torch(\.[\w.]+)?|collections\.OrderedDict|argparse\.Namespace|builtins\.(set|frozenset|slice))$")
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """The callables a pickle would look up, read from its opcodes without running any of them."""
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a truncated stream: report what was read before it ended
+        pass
+    return found
+
+
+def why_unreadable(path: Path) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in the words a user can act on."""
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        except (zipfile.BadZipFile, OSError, KeyError):
+            return "is a damaged or truncated zip archive, not a readable PyTorch checkpoint"
+    elif not data.startswith(b"\x80"):
+        text = all(32 <= b < 127 or b in (9, 10, 13) for b in data[:512])
+        return ("is a text file, not a PyTorch checkpoint" if text else
+                "is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+    unsafe = [g for g in pickle_globals(data) if not SAFE_GLOBAL.match(g)]
+    if unsafe:
+        return (f"would call {unsafe[0]} when unpickled: refused, and nothing in it was run "
+                "(a checkpoint holds tensors; load only files that hold weights)")
+    return "is not a readable PyTorch checkpoint (a truncated or unsupported pickle)"
 
 
 def stylegan2_from_state(state: dict[str, Tensor], latent_avg: Tensor | None = None) -> StyleGAN2Generator:

@@ -151,6 +151,11 @@ class SafeUnpickler(pickle.Unpickler):
 def read_nvidia_pickle(path: str | os.PathLike) -> Any:
     """The unpickled contents of an NVIDIA snapshot, networks as :class:`Persistent` holders."""
     p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(512)
+    if not head.startswith(b"\x80"):  # protocol ≥ 2 pickles open with PROTO; NVIDIA's use 3 or 4
+        text = all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+        raise RewriteError(f"{p.name} is {'a text file' if text else 'not a pickle'}, not an NVIDIA snapshot (.pkl)")
     try:
         with open(p, "rb") as f:
             return SafeUnpickler(f).load()
