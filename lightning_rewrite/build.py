@@ -85,7 +85,10 @@ def _check_mask(mask: torch.Tensor, size: tuple[int, int], what: str) -> None:
 
 
 def check_request(request: EditRequest, size: tuple[int, int]) -> None:
-    """Masks of the image's size, neither empty nor everything; sample indices ≥ 0."""
+    """Complete, masks of the image's size, neither empty nor everything; sample indices in range."""
+    missing = request.missing()
+    if missing:
+        raise RewriteError(missing)
     named = [("object", request.object), ("paste", request.paste)] + [(f"key[{i}]", s) for i, s in enumerate(request.context)]
     for what, sel in named:
         if sel is not None:
@@ -102,8 +105,8 @@ def build_request(cfg: DictConfig, model: Model) -> EditRequest:
     """The edit request: ``edit.request`` (an official or our JSON file), else the recipe's selection."""
     e = cfg.edit
     if e.request:
-        request = EditRequest.from_json(e.request, kind=e.kind if e.kind != "copy" else None,
-                                        units=e.units if e.kind == "erase" else None)
+        units = OmegaConf.to_container(e.units) if OmegaConf.is_list(e.units) else e.units
+        request = EditRequest.from_json(e.request, kind=e.kind if e.kind != "copy" else None, units=units)
         check_request(request, model.image_size())
         return request
     stored = stored_request(cfg, model)

@@ -54,8 +54,10 @@ def _config(command: str, overrides: list[str]) -> dict:
 
 def _pretrain(cfg: dict) -> None:
     from .rundir import check_export, claim_directory
+    from .worlds import get_world
     from .worlds.pretrain import pretrain
 
+    get_world(cfg["world"])  # an unknown world is refused before its directory is made
     cfg["out"] = claim_directory(cfg["out"] or f"runs/pretrain/{cfg['world']}", "pretrain", legacy=PRETRAIN_LAYOUT)
     if cfg["export"]:
         check_export(cfg["export"])
@@ -100,8 +102,7 @@ def _check_outputs(command: str, cfg, out: Path) -> None:
     if command == "fit":
         check_out(out, "fit", cfg.overwrite)
     elif command in SUBDIRECTORY:
-        if out.exists() and not out.is_dir():
-            raise RewriteError(f"out={out} is an existing file, not a run directory; give out= a run directory")
+        check_out(out, command, overwrite=True)  # a run directory of the tool, or a new one
         check_out(out / SUBDIRECTORY[command], command)
 
 

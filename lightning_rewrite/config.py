@@ -50,7 +50,7 @@ class EditConfig:
     layer: str = "layer6"
     method: str = "rank_s"  # rank_s | full_layer | all_weights | dissect (erase: zero the units)
     rank: int = 1
-    units: Optional[int] = None  # erase requests: key channels zeroed in the target (the paper: 30 / 60)
+    units: Any = None  # erase: key channels zeroed in the target, a count (the paper: 30 / 60, official files 30) or a list; posneg pairs: the window units
     lr: Optional[float] = None  # Adam's rate; default 0.05 (one layer's Λ or W), 0.002 for all_weights
     loss: str = "l1"  # l1 | mse
     parametrization: str = "lambda"  # lambda | projected (onto D from the context) | svd (D from the change)
@@ -228,13 +228,22 @@ def validate(cfg: DictConfig) -> None:
          "select.context must be ≥ 0, select.min_pixels and select.pairs ≥ 1"),
         (cfg.test.n >= 1, f"test.n must be ≥ 1, got {cfg.test.n}"),
         (cfg.select.pool >= 1, f"select.pool must be ≥ 1, got {cfg.select.pool}"),
-        (cfg.edit.units is None or cfg.edit.units >= 1, f"edit.units must be ≥ 1, got {cfg.edit.units}"),
+        (_units_ok(cfg.edit.units), f"edit.units must be a count ≥ 1 or a list of channel indices ≥ 0, got {cfg.edit.units}"),
         (cfg.model.world is not None or cfg.model.checkpoint is not None,
          "give model.checkpoint=PATH or model.world=NAME (churches, faces, kitchens)"),
     ]
     for ok, message in checks:
         if not ok:
             raise RewriteError(message)
+
+
+def _units_ok(units: Any) -> bool:
+    if units is None:
+        return True
+    if isinstance(units, int) and not isinstance(units, bool):
+        return units >= 1
+    items = list(units) if OmegaConf.is_list(units) or isinstance(units, (list, tuple)) else None
+    return bool(items) and all(isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in items)
 
 
 def out_dir(cfg: DictConfig) -> Path:

@@ -62,6 +62,19 @@ class LayerInputs:
         det = lambda v: v.detach() if isinstance(v, Tensor) else v  # noqa: E731
         return LayerInputs(tuple(det(a) for a in self.args), {k: det(v) for k, v in self.kwargs.items()})
 
+    @staticmethod
+    def cat(parts: list["LayerInputs"]) -> "LayerInputs":
+        """Several calls' inputs as one batch: per-sample tensors (batch-first, as long as the
+        call's first input) joined on the batch axis; shared ones (fixed noise, constants) kept."""
+        sizes = [p.args[0].shape[0] for p in parts]
+
+        def join(vs: list) -> Any:
+            per_sample = all(isinstance(v, Tensor) and v.ndim and v.shape[0] == n for v, n in zip(vs, sizes))
+            return torch.cat(vs) if per_sample else vs[0]
+        first = parts[0]
+        return LayerInputs(tuple(join([p.args[i] for p in parts]) for i in range(len(first.args))),
+                           {k: join([p.kwargs[k] for p in parts]) for k in first.kwargs})
+
 
 @dataclass
 class _Adapter:

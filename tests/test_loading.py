@@ -60,8 +60,73 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
     assert "convs.2.activate.bias (7,)≠(512,)" in msg
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(RewriteError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(RewriteError, match="is a text file, not a PyTorch checkpoint"):
         load_generator(junk)
+
+
+class _Payload:
+    """A pickle that would run a shell command when loaded: it must never run."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unreadable_inputs_are_one_line_for_every_command_and_never_run(tmp_path, capsys):
+    import pickle
+
+    from safetensors.torch import save_file as save
+
+    from lightning_rewrite.cli import main
+
+    marker = tmp_path / "PAYLOAD_RAN"
+    save({"w": torch.zeros(64)}, str(tmp_path / "whole.safetensors"))
+    whole = (tmp_path / "whole.safetensors").read_bytes()
+    files = {
+        "truncated.safetensors": (whole[: len(whole) // 2], "truncated or damaged"),
+        "zero.pt": (b"", "empty (0 bytes)"),
+        "zero.safetensors": (b"", "empty (0 bytes)"),
+        "notes.pt": (b"my notes\n", "is a text file, not a PyTorch checkpoint"),
+        "payload.pt": (pickle.dumps(_Payload(marker)), "would call posix.system when unpickled: refused"),
+        "payload.pkl": (pickle.dumps(_Payload(marker)), "refusing to unpickle posix.system"),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save(_Payload(marker), tmp_path / "zipped_payload.pt")  # the zip layout torch.save writes
+    files["zipped_payload.pt"] = (None, "would call posix.system when unpickled: refused")
+    out = tmp_path / "out"
+    for name, (_, expected) in files.items():
+        path = tmp_path / name
+        for argv in (["layers", f"model.checkpoint={path}"],
+                     ["sample", "recipe=domes_to_trees", f"model.checkpoint={path}", f"out={out}"]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert expected in err and err.count("\n") == 1 and path.name in err, (argv, err)
+    edit_cases = {"truncated.safetensors": "truncated", "zero.safetensors": "empty (0 bytes)",
+                  "notes.pt": "not a safetensors file"}
+    for name, expected in edit_cases.items():
+        assert main(["sample", "recipe=domes_to_trees", f"model.edits=[{tmp_path / name}]", f"out={out}"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    assert not marker.exists() and not out.exists()
+
+
+def test_latent_avg_saved_as_one_row_samples_like_a_vector(tmp_path):
+    state = _rosinality_state()
+    avg = torch.randn(64)
+    torch.save({"g_ema": state, "latent_avg": avg}, tmp_path / "vector.pt")
+    torch.save({"g_ema": state, "latent_avg": avg[None]}, tmp_path / "row.pt")  # what mean_latent() returns
+    a, b = load_generator(tmp_path / "vector.pt"), load_generator(tmp_path / "row.pt")
+    z = LatentSampler(64).take(range(4))
+    with torch.no_grad():
+        assert torch.equal(a(z, truncation=0.5), b(z, truncation=0.5))
+    torch.save({"g_ema": state, "latent_avg": torch.randn(2, 64)}, tmp_path / "two.pt")
+    with pytest.raises(RewriteError, match=r"latent_avg has shape \(2, 64\)"):
+        load_generator(tmp_path / "two.pt")
 
 
 def test_describe_layers_lists_what_a_user_needs_to_pick_one():

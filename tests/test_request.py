@@ -123,5 +123,5 @@ def test_empty_masks_are_refused_with_the_resolution(tiny):
     request = EditRequest.copy(object=(0, torch.zeros(16, 16)), paste=(1, box_mask(16, 0, 0, 4, 4)))
     with pytest.raises(RewriteError, match="object mask is empty at the 16×16"):
         request.goal(h, LatentSampler(16))
-    with pytest.raises(RewriteError, match="needs both an object"):
+    with pytest.raises(RewriteError, match="needs an object"):
         EditRequest("copy", paste=request.paste)

@@ -107,8 +107,11 @@ def stylegan2_from_state(state: dict[str, Tensor], latent_avg: Tensor | None = N
     except KeyError as e:
         raise RewriteError(f"not a StyleGAN2 (rosinality) state dict: it lacks {e.args[0]!r}") from None
     model = StyleGAN2Generator(2 ** (n_rgb + 2), style_dim, n_mlp, widths=widths)
-    if latent_avg is not None:
-        state = {**state, "latent_avg": latent_avg}
+    if latent_avg is not None:  # saved as (D,) by the converter, as (1, D) by scripts storing mean_latent()
+        if latent_avg.numel() != style_dim:
+            raise RewriteError(f"latent_avg has shape {tuple(latent_avg.shape)}; it must hold the {style_dim} "
+                               "values of one style vector, (D,) or (1, D)")
+        state = {**state, "latent_avg": latent_avg.reshape(style_dim)}
     load_checked(model, state)
     return model
 

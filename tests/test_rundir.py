@@ -1,0 +1,124 @@
+"""The tool never deletes or overwrites what it did not write: ``out=`` an existing directory
+or file of the user's is refused before any work; a run directory it wrote is replaced whole,
+but not the results other commands left in it unless asked; a killed run leaves the previous
+run directory intact and its temporary is removed by the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lightning_rewrite.cli import main
+from lightning_rewrite.errors import RewriteError
+from lightning_rewrite.rundir import MARKER, check_out, remove_stale_temporaries, run_directory
+
+FAST = ["recipe=domes_to_trees", "trainer.max_steps=5", "stats.samples=50", "progress=false", "logger=none"]
+
+
+def test_out_naming_a_users_directory_or_file_is_refused_untouched(tmp_path, capsys):
+    mine = tmp_path / "work"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    note = tmp_path / "notes.txt"
+    note.write_text("keep me")
+    for out, says in ((mine, "did not write"), (note, "is an existing file"), (tmp_path, "did not write")):
+        for command in ("fit", "test", "sample", "select"):
+            argv = [command, *FAST, f"out={out}"] if command == "fit" else [command, "recipe=domes_to_trees", f"out={out}"]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert says in err and err.count("\n") == 1, (command, err)
+    assert (mine / "thesis.tex").read_text() == "years of work" and [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert note.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "work"]
+
+
+def test_a_second_fit_replaces_its_own_run_but_not_other_commands_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *FAST, f"out={out}"]) == 0
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["command"] == "fit" and marker["tool"] == "lightning-rewrite" and not marker["temporary"]
+    (out / "edit.json").write_text("stale")  # a file of the old run: gone once the run is replaced
+    assert main(["fit", *FAST, f"out={out}"]) == 0
+    assert json.loads((out / "edit.json").read_text())["recipe"] == "domes_to_trees"
+    assert main(["sample", "recipe=domes_to_trees", f"out={out}", "sample.n=2", "progress=false",
+                 f"model.edits=[{out / 'edit.safetensors'}]"]) == 0
+    samples = (out / "sample" / "samples.png").read_bytes()
+    capsys.readouterr()
+    assert main(["fit", *FAST, f"out={out}"]) == 2
+    assert "holds results of other commands (sample/)" in capsys.readouterr().err
+    assert (out / "sample" / "samples.png").read_bytes() == samples
+    assert main(["fit", *FAST, f"out={out}", "overwrite=true"]) == 0
+    assert not (out / "sample").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
+
+
+def test_results_of_a_command_make_a_marked_run_directory(tmp_path):
+    out = tmp_path / "fresh"
+    assert main(["sample", "recipe=domes_to_trees", f"out={out}", "sample.n=2", "progress=false"]) == 0
+    assert json.loads((out / MARKER).read_text())["command"] == "sample"
+    assert check_out(out, "fit", overwrite=True) == out
+
+
+def test_a_failed_run_leaves_nothing_and_an_unwritable_place_is_one_line(tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(ZeroDivisionError):
+        with run_directory(out, "test", nested=True) as tmp:
+            (tmp / "half.json").write_text("{")
+            raise ZeroDivisionError
+    assert not any(tmp_path.iterdir()) or not any((tmp_path / "a").iterdir())
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: the check cannot be shown here
+            pytest.skip("running as a user that may write a read-only directory")
+        with pytest.raises(RewriteError, match="is not writable by this user"):
+            check_out(locked / "run", "fit")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_temporaries_of_live_runs_and_of_others_are_kept(tmp_path):
+    target = tmp_path / "run"
+    live = tmp_path / ".run.live1234.tmp"
+    live.mkdir()
+    (live / MARKER).write_text(json.dumps({"tool": "lightning-rewrite", "pid": os.getpid(), "temporary": True}))
+    foreign = tmp_path / ".run.other999.tmp"  # the same name pattern, not marked by the tool
+    foreign.mkdir()
+    dead = tmp_path / ".run.dead5678.tmp"
+    dead.mkdir()
+    (dead / MARKER).write_text(json.dumps({"tool": "lightning-rewrite", "pid": 2**22 + 12345, "temporary": True}))
+    assert remove_stale_temporaries(target) == [dead]
+    assert live.exists() and foreign.exists() and not dead.exists()
+
+
+def test_a_killed_fit_leaves_the_previous_run_and_the_next_run_cleans_up(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    assert main(["fit", *FAST, f"out={out}"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    slow = [a for a in FAST if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=1000000"]
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_rewrite", "fit", *slow, f"out={out}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob(".run.*.tmp")):
+            time.sleep(0.2)
+        assert list(tmp_path.glob(".run.*.tmp")), "the fit never started writing"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # the previous run, intact
+    assert len(list(tmp_path.glob(".run.*.tmp"))) == 1  # the killed run's temporary, left behind
+    assert main(["fit", *FAST, f"out={out}"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
