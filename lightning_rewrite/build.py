@@ -107,12 +107,29 @@ def build_request(cfg: DictConfig, model: Model) -> EditRequest:
     if e.request:
         units = OmegaConf.to_container(e.units) if OmegaConf.is_list(e.units) else e.units
         request = EditRequest.from_json(e.request, kind=e.kind if e.kind != "copy" else None, units=units)
+        intervene_with_segmenter(request, model)
         check_request(request, model.image_size())
         return request
     stored = stored_request(cfg, model)
     if stored is not None:
         return stored
     return select_request(cfg, model)
+
+
+def intervene_with_segmenter(request: EditRequest, model: Model) -> None:
+    """Reflection pairs read from the official ``posneg.json`` name no window units: with a world
+    segmenter that knows windows they are chosen as GAN Dissection chose them (the 20 units of the
+    intervention layer that best match the segmenter's window pixels); without one ``edit.units``
+    must list them."""
+    pending = [p.intervention for p in request.pairs if p.intervention is not None and not p.intervention.units]
+    if not pending or model.segmenter is None or "window" not in model.world.classes:
+        return
+    from .worlds.selections import class_units
+
+    units = class_units(model.generator, model.segmenter, model.world.classes, "window", pending[0].layer)
+    log.info("window units of %s chosen by dissection with the %s segmenter: %s", pending[0].layer, model.world.name, units)
+    for cut in pending:
+        cut.units = units
 
 
 def stored_request_path(recipe: str) -> Path:

@@ -136,7 +136,10 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         idx = range(cfg.sample.start, cfg.sample.start + cfg.sample.n)
         (samples,) = draw([model.generator], model.latents, idx, cfg.stats.batch_size, cfg.progress)
         with run_directory(out / "sample", "sample", nested=True) as tmp:
-            written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder)
+            label = f"{len(model.edits)} edit{'s' if len(model.edits) != 1 else ''}" if model.edits else "unedited"
+            title = f"{cfg.recipe}: samples {idx.start}–{idx.stop - 1}, " + (
+                "edited by " + ", ".join(e.spec.get("recipe") or e.describe() for e in model.edits) if model.edits else "unedited")
+            written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder, label, title)
         console.print(f"{len(idx)} samples ({len(model.edits)} edits applied) → {out / 'sample'} ({len(written)} files)")
     elif command == "select":
         from . import images
@@ -147,8 +150,8 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         request = chosen_request(cfg, model)
         with run_directory(out / "select", "select", nested=True) as tmp:
             request.save(tmp / "request.json")
-            images.save_png(images.figure([images.selections(request, model.generator, model.latents)]),
-                            tmp / "selections.png")
+            images.save_png(images.figure([images.selections(request, model.generator, model.latents)],
+                                          f"{cfg.recipe}: the selections chosen", legend=True), tmp / "selections.png")
         console.print(f"selections of {cfg.recipe}: samples {request.samples()} → {out / 'select'}")
     elif command == "stats":
         from .build import check_layer, load_model

@@ -91,6 +91,11 @@ class Edit:
     def layer(self) -> str:
         return self.spec.get("layer") or self.changes[0].name.rsplit(".", 1)[0]
 
+    def describe(self) -> str:
+        """One line for picture titles: method, rank and layer."""
+        rank = self.spec.get("rank")
+        return f"{self.spec.get('method', 'edit')}{f' rank {rank}' if rank else ''} at {self.layer}"
+
     # -- files ------------------------------------------------------------------------------
 
     def _tensors(self) -> dict[str, Tensor]:

@@ -129,7 +129,8 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             metrics: dict[str, Any] = {}
             if module.needs_statistics:
                 metrics.update(key_statistics(cfg, module))
-            pictures = EditImages(tmp, start=cfg.sample.start, n=SHOWN)
+            title = f"{cfg.recipe}: {cfg.edit.method} rank {cfg.edit.rank} at {cfg.edit.layer}"
+            pictures = EditImages(tmp, start=cfg.sample.start, n=SHOWN, title=title)
             trainer = _trainer(cfg, logger, tmp, module.projection() is not None, pictures)
             start = time.perf_counter()
             trainer.fit(module)

@@ -45,13 +45,16 @@ def make_logger(kind: str, save_dir: Path, name: str) -> Logger | None:
 
 
 def log_images(logger: Logger | None, images: dict[str, Tensor], step: int = 0) -> None:
-    """Send image grids (3, H, W in [0, 1]) to W&B or TensorBoard; other loggers keep only the PNGs."""
+    """Send image grids (3, H, W in [0, 1]) to W&B or TensorBoard as the 8-bit pictures the run
+    directory's PNGs hold (W&B would cast floats to 8 bits unscaled); other loggers keep only the PNGs."""
+    from .images import to_uint8
+
     if isinstance(logger, WandbLogger):
         for key, grid in images.items():
-            logger.log_image(key=key, images=[grid], step=step)
+            logger.log_image(key=key, images=[to_uint8(grid)], step=step)
     elif isinstance(logger, TensorBoardLogger):
         for key, grid in images.items():
-            logger.experiment.add_image(key, grid, step)
+            logger.experiment.add_image(key, to_uint8(grid), step, dataformats="HWC")
 
 
 def log_metrics(logger: Logger | None, metrics: dict[str, Any], step: int = 0) -> None:

@@ -35,12 +35,15 @@ def draw(generators: list[nn.Module], latents: LatentSampler, indices: range, ba
     return [torch.cat(parts) for parts in out]
 
 
-def write_samples(samples: Tensor, indices: range, directory: Path, grid: bool, folder: bool) -> list[Path]:
-    """``samples.png`` (a grid) and/or ``samples/NNNNNN.png`` (one file per sample index)."""
+def write_samples(samples: Tensor, indices: range, directory: Path, grid: bool, folder: bool,
+                  label: str = "samples", title: str | None = None) -> list[Path]:
+    """``samples.png`` (a grid: each image's sample index, the row labelled ``label``) and/or
+    ``samples/NNNNNN.png`` (one file per sample index)."""
     written = []
     if grid:
         written.append(directory / "samples.png")
-        images.save_png(images.figure([images.unit(samples)]), written[-1])
+        row = images.Row(images.unit(samples), label, [f"#{i}" for i in indices])
+        images.save_png(images.figure([row], title), written[-1])
     if folder:
         (directory / "samples").mkdir(exist_ok=True)
         for i, img in zip(indices, images.unit(samples)):

@@ -223,20 +223,23 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_pat
 def test_a_checkpoint_that_does_not_load_is_refused(tmp_path, capsys):
     bad = tmp_path / "g.pt"
     bad.write_bytes(b"not a checkpoint")
-    _assert_refused(tmp_path, capsys, "g.pt is not a readable PyTorch checkpoint", "fit", "recipe=domes_to_trees",
+    _assert_refused(tmp_path, capsys, "g.pt is a text file, not a PyTorch checkpoint", "fit", "recipe=domes_to_trees",
                     f"model.checkpoint={bad}")
 
 
 def _assert_refused(tmp_path: Path, capsys, message: str, *argv: str) -> None:
+    from lightning_rewrite.rundir import MARKER, write_marker
+
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
+    write_marker(out, "fit")  # an earlier run of the tool: the bad input, not the place, is what is refused
     (out / "keep.txt").write_text("an earlier run")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert run(*argv, f"out={out}") == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "keep.txt"])
 
 
 def test_help_lists_commands_recipes_and_fields(capsys):
@@ -272,10 +275,11 @@ def test_stored_selections_belong_to_the_shipped_generator(recipe):
 def test_select_chooses_what_the_recipe_stores(tmp_path):
     from lightning_rewrite.build import stored_request_path
 
-    assert run("select", "recipe=domes_to_trees", f"out={tmp_path}", "progress=false") == 0
-    chosen = json.loads((tmp_path / "select" / "request.json").read_text())
+    out = tmp_path / "run"
+    assert run("select", "recipe=domes_to_trees", f"out={out}", "progress=false") == 0
+    chosen = json.loads((out / "select" / "request.json").read_text())
     assert chosen == json.loads(stored_request_path("domes_to_trees").read_text())
-    assert (tmp_path / "select" / "selections.png").is_file()
+    assert (out / "select" / "selections.png").is_file()
 
 
 @pytest.mark.parametrize("logger,pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*")])

@@ -124,3 +124,28 @@ def paired_request(generator: nn.Module, segmenter: Segmenter, classes: tuple[st
                            f"without any in {len(pool)}; need at least one of each: use a larger select.pool")
     grown = torch.nn.functional.max_pool2d(src[:, None], 2 * grow + 1, stride=1, padding=grow)[:, 0]
     return EditRequest.paired([(pool[lit[i]], pool[dark[i]], grown[lit[i]]) for i in range(n)])
+
+
+def class_units(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, ...], name: str, layer: str,
+                count: int = 20, indices: range = range(200), quantile: float = 0.99) -> list[int]:
+    """GAN Dissection's units for a class at ``layer``: each unit thresholded at its ``quantile``
+    activation over the samples, ranked by the IoU of that region with the segmenter's ``name``
+    pixels (label maps pooled to the layer's resolution); the ``count`` best."""
+    from ..layer import HookedLayer
+
+    if name not in classes:
+        raise RewriteError(f"class {name!r} is not among the segmenter's classes: {', '.join(classes)}")
+    hooked = HookedLayer(generator, layer)
+    _, labels = segment_samples(generator, segmenter, indices)
+    z = LatentSampler.for_model(generator).take(indices)
+    with torch.no_grad():
+        acts = torch.cat([hooked.values(z[i:i + 50]) for i in range(0, len(z), 50)])
+    if acts.ndim != 4 or count > acts.shape[1]:
+        raise RewriteError(f"cannot choose {count} units from {layer}'s output of shape {tuple(acts.shape[1:])}")
+    target = torch.nn.functional.adaptive_avg_pool2d(class_mask(labels, classes, name)[:, None], acts.shape[2:]) > 0.5
+    flat = acts.transpose(0, 1).flatten(1)  # (units, samples·locations)
+    threshold = torch.quantile(flat[:, :: max(1, flat.shape[1] // 100_000)], quantile, dim=1)
+    on = flat > threshold[:, None]
+    want = target.transpose(0, 1).flatten(1)
+    iou = (on & want).sum(1) / (on | want).sum(1).clamp_min(1)
+    return iou.argsort(descending=True)[:count].tolist()
