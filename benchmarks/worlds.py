@@ -17,9 +17,9 @@ import pytorch_lightning as pl
 import torch
 from rich.console import Console
 from rich.table import Table
-from torchvision.utils import make_grid, save_image
 
 from lightning_rewrite import RewriteError, RewriteModule
+from lightning_rewrite import images as pictures
 from lightning_rewrite.callbacks import KeyCovariance
 from lightning_rewrite.models import load_generator
 from lightning_rewrite.worlds import get_world
@@ -75,8 +75,12 @@ def measure(name: str, n: int, out: Path, generator_path: Path | None = None, ed
     if name == "kitchens":
         row["rule_correlation_samples"] = rule_correlation(images, labels, world.classes)
         row["rule_correlation_renders"] = rule_correlation(renders.images, renders.labels, world.classes)
-    grid = make_grid(torch.cat([(images[:32] + 1) / 2, (renders.images[:32] + 1) / 2]), nrow=8, padding=1)
-    save_image(grid, out / f"worlds_{name}.png")
+    shown = range(HELD_OUT, HELD_OUT + 32)
+    rows = [pictures.Row(pictures.unit(images[i:i + 8]), "generator", [f"#{j}" for j in shown[i:i + 8]])
+            for i in range(0, 32, 8)]
+    rows += [pictures.Row(pictures.unit(renders.images[i:i + 8]), "renderer") for i in range(0, 32, 8)]
+    title = f"{name}: 32 generator samples (seed-1 latents from {HELD_OUT}) above 32 renders of the procedural world"
+    pictures.save_png(pictures.figure(rows, title), out / f"worlds_{name}.png")
     if name == "churches" and edit:
         row["edit"] = dome_to_tree_edit(world, generator, segmenter, labels)
     return row

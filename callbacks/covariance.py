@@ -124,8 +124,7 @@ class KeyCovariance(pl.Callback):
         if path is not None:
             stale = [p.name for p in path.parent.glob(f"{hooked.name}-*.safetensors") if p != path]
             if stale:
-                log.warning("cached key statistics for %s are stale (other weights or settings: %s); computing them anew",
-                            hooked.name, ", ".join(sorted(stale)[:3]))
+                log.info("the %d cached key statistics of %s were made for other weights or settings", len(stale), hooked.name)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         moment = collect_second_moment(hooked, latents, self.samples, self.batch_size,
                                        indices=range(rank, self.samples, world), progress=self.progress and rank == 0)
@@ -137,6 +136,8 @@ class KeyCovariance(pl.Callback):
         self.last_source = "computed"
         if path and rank == 0:
             self._save(path, digest, desc, moment)
+        log.info("key statistics of %s computed over %d samples (%d keys)%s", hooked.name, self.samples, moment.count,
+                 f", cached at {path}" if path else " (not cached)")
         return moment
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

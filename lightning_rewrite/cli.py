@@ -21,13 +21,34 @@ from rich.table import Table
 
 from .errors import RewriteError
 
-DEFAULTS: dict[str, dict] = {
-    "pretrain": {"world": "churches", "out": None, "iterations": 10_000, "batch_size": 16, "seed": 0,
-                 "sample_every": 250, "checkpoint_every": 100, "progress": True, "export": None,
-                 "oversample": None, "lr": 2e-3, "blur": 0.0},
-    "segmenter": {"world": "churches", "steps": 1500, "batch_size": 32, "seed": 0, "export": None,
-                  "progress": True, "init": None, "lr": 3e-3},
+#: The world commands' keys: default and meaning.
+WORLD_KEYS: dict[str, dict[str, tuple]] = {
+    "pretrain": {
+        "world": ("churches", "the world whose generator to train: churches, faces, kitchens"),
+        "out": (None, "training directory (default runs/pretrain/<world>); resumes one pretrain wrote"),
+        "iterations": (10_000, "G/D iterations to reach (a resumed run continues to this count)"),
+        "batch_size": (16, "renders per batch"),
+        "seed": (0, "seed of the weights and the render stream"),
+        "sample_every": (250, "iterations between sample grids (samples/iter_N.png)"),
+        "checkpoint_every": (100, "iterations between resumable checkpoints"),
+        "progress": (True, "show a progress bar"),
+        "export": (None, "where the EMA generator goes (default out/generator.safetensors)"),
+        "oversample": (None, "FLAG:SHARE[,FLAG:SHARE…]: real batches drawn so a rare rule shows at that share"),
+        "lr": (2e-3, "Adam's rate (applies to a resumed run too)"),
+        "blur": (0.0, "σ in pixels of the blur D judges through (a stage that teaches a fine rule)"),
+    },
+    "segmenter": {
+        "world": ("churches", "the world whose segmenter to train"),
+        "steps": (1500, "optimiser steps"),
+        "batch_size": (32, "renders per step"),
+        "seed": (0, "seed of the weights and the render stream"),
+        "export": (None, "where the weights go (default the shipped file)"),
+        "progress": (True, "show a progress bar"),
+        "init": (None, "weights to fine-tune from: a path, or 'shipped'"),
+        "lr": (3e-3, "the one-cycle schedule's peak rate"),
+    },
 }
+DEFAULTS: dict[str, dict] = {command: {k: v[0] for k, v in keys.items()} for command, keys in WORLD_KEYS.items()}
 HELP = {
     "fit": "make the recipe's edit; writes the edited generator, edit.safetensors/.json, before_after.png, metrics.json",
     "test": "measure an edit on held-out samples (with and without it); writes <out>/test/metrics.json and grids",
@@ -137,10 +158,10 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         (samples,) = draw([model.generator], model.latents, idx, cfg.stats.batch_size, cfg.progress)
         with run_directory(out / "sample", "sample", nested=True) as tmp:
             label = f"{len(model.edits)} edit{'s' if len(model.edits) != 1 else ''}" if model.edits else "unedited"
-            title = f"{cfg.recipe}: samples {idx.start}–{idx.stop - 1}, " + (
+            title = f"{cfg.recipe}: samples {idx.start} to {idx.stop - 1}, " + (
                 "edited by " + ", ".join(e.spec.get("recipe") or e.describe() for e in model.edits) if model.edits else "unedited")
             written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder, label, title)
-        console.print(f"{len(idx)} samples ({len(model.edits)} edits applied) → {out / 'sample'} ({len(written)} files)")
+        console.print(f"{len(idx)} samples ({label}) → {out / 'sample'} ({len(written)} files)")
     elif command == "select":
         from . import images
         from .build import chosen_request, load_model
@@ -180,13 +201,17 @@ def _usage(command: str | None = None) -> str:
     for name, text in HELP.items():
         if command in (None, name):
             lines.append(f"  {name:10s} {text}")
-            if name in DEFAULTS:
-                lines.append(f"  {'':10s} keys: " + ", ".join(f"{k}={v}" for k, v in DEFAULTS[name].items()))
+            for key, (default, meaning) in WORLD_KEYS.get(name, {}).items():
+                lines.append(f"  {'':10s}   {key}={default}  {meaning}")
     if command is None or command in RECIPE_COMMANDS:
-        lines += ["", "recipes (recipe=NAME):"]
+        lines += ["", "recipes (recipe=NAME, required by fit and test):"]
         lines += [f"  {n:22s} {d}" for n, d in config.recipe_summaries().items()]
-        lines += ["", "configuration (key=default; a recipe sets some of them; print_config=true shows the result):"]
-        lines += [f"  {k}={v}" for k, v in config.field_defaults().items() if k != "needs"]
+        lines += ["", "configuration (key=default  meaning; a recipe sets some of them; print_config=true shows the result):"]
+        for key, (default, meaning) in config.field_help().items():
+            if key in config.RECIPE_ONLY:
+                continue
+            shown = "NAME" if key == "recipe" else default
+            lines.append(f"  {key}={shown}  {meaning}")
     return "\n".join(lines)
 
 
@@ -205,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         Console().print(_usage(command), highlight=False, soft_wrap=True, markup=False)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .quiet import quiet_libraries
+
     try:
-        if command in WORLD_COMMANDS:
-            WORLD_COMMANDS[command](_config(command, rest))
-        else:
-            _run_recipe(command, rest)
+        with quiet_libraries():
+            if command in WORLD_COMMANDS:
+                WORLD_COMMANDS[command](_config(command, rest))
+            else:
+                _run_recipe(command, rest)
     except RewriteError as e:
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         return 2

@@ -4,7 +4,7 @@ override naming an unknown field, or a value of the wrong type, is an error."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -16,99 +16,114 @@ from .errors import RewriteError
 from .limits import MAX_SAMPLES
 
 
+def setting(default: Any = None, meaning: str = "", factory: Any = None) -> Any:
+    """A schema field and its one-line meaning (what ``--help`` says of it)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": meaning})
+    return field(default=default, metadata={"help": meaning})
+
+
 @dataclass
 class ModelConfig:
     """The generator: an embedded world's (default) or a checkpoint the user supplies."""
 
-    world: Optional[str] = "churches"  # its segmenter scores samples; its generator is the default model
-    checkpoint: Optional[str] = None  # .pt / .pth / .pkl / .safetensors instead of the world's generator
-    truncation: Optional[float] = None  # StyleGAN2 truncation ψ (the paper samples at 0.5)
-    edits: list[str] = field(default_factory=list)  # edit files applied in order before anything else
-    force: bool = False  # apply edits even to a model whose fingerprint differs from their base
+    world: Optional[str] = setting("churches", "embedded world (churches, faces, kitchens): its generator is the "
+                                   "default model, its segmenter chooses selections and scores samples")
+    checkpoint: Optional[str] = setting(None, "your generator instead: a .pt / .pth / .pkl / .safetensors file")
+    truncation: Optional[float] = setting(None, "StyleGAN2 truncation ψ for sampling (the paper samples at 0.5)")
+    edits: list[str] = setting(meaning="edit files applied in order before anything else: [a.safetensors,b.safetensors]",
+                               factory=list)
+    force: bool = setting(False, "apply edits even to a model whose fingerprint differs from the one they were made on")
 
 
 @dataclass
 class SelectConfig:
     """How a recipe picks its request among the world's seed-1 samples, by segmenter labels."""
 
-    source: list[str] = field(default_factory=list)  # classes to change (paste / erase / pair region)
-    target: list[str] = field(default_factory=list)  # classes to copy (copy requests)
-    require: list[str] = field(default_factory=list)  # classes the copied sample must show
-    exclude: list[str] = field(default_factory=list)  # classes the paste and context samples must not show
-    pool: int = 100  # samples 0..pool-1 are searched
-    context: int = 4  # context regions besides the paste
-    min_pixels: int = 60  # smallest region a selection may use
-    pairs: int = 15  # pairs of a paired request
+    source: list[str] = setting(meaning="classes to change (the paste, erase or pair region)", factory=list)
+    target: list[str] = setting(meaning="classes to copy (copy requests)", factory=list)
+    require: list[str] = setting(meaning="classes the copied sample must show", factory=list)
+    exclude: list[str] = setting(meaning="classes the paste and context samples must not show", factory=list)
+    pool: int = setting(100, "samples 0 … pool-1 are searched")
+    context: int = setting(4, "context regions besides the paste")
+    min_pixels: int = setting(60, "smallest region (pixels) a selection may use")
+    pairs: int = setting(15, "pairs of a paired request")
 
 
 @dataclass
 class EditConfig:
     """The rewrite: request, layer, method, rank and solver settings."""
 
-    kind: str = "copy"  # copy | erase | paired
-    request: Optional[str] = None  # an official edit JSON file instead of the recipe's selection
-    layer: str = "layer6"
-    method: str = "rank_s"  # rank_s | full_layer | all_weights | dissect (erase: zero the units)
-    rank: int = 1
-    units: Any = None  # erase: key channels zeroed in the target, a count (the paper: 30 / 60, official files 30) or a list; posneg pairs: the window units
-    lr: Optional[float] = None  # Adam's rate; default 0.05 (one layer's Λ or W), 0.002 for all_weights
-    loss: str = "l1"  # l1 | mse
-    parametrization: str = "lambda"  # lambda | projected (onto D from the context) | svd (D from the change)
-    lr_schedule: str = "cosine"  # cosine | constant
-    project_every: int = 10  # projected / svd parametrization: project every N steps
-    perceptual: str = "auto"  # all_weights' image distance: auto | lpips | segmenter | none (+ L1)
-    perceptual_weight: float = 1.0  # all_weights: ℓ = L1 + perceptual_weight · perceptual
-    smooth_weight: float = 1.0  # all_weights: weight of L_smooth (unchanged output on fresh latents)
+    kind: str = setting("copy", "copy (copy, paste, context) | erase (zero units, keep the rest) | paired (swap within pairs)")
+    request: Optional[str] = setting(None, "an official edit JSON file (the 2020 interface's) instead of the recipe's selection")
+    layer: str = setting("layer6", "the layer whose weight is rewritten (official names layer2 … or a module path; "
+                                   "`layers` lists them)")
+    method: str = setting("rank_s", "rank_s (the paper: a rank-S change along the context directions) | full_layer "
+                                    "(Eq. 6) | all_weights (Eq. 2-3) | dissect (erase: zero the units' columns)")
+    rank: int = setting(1, "S, the number of context directions the change may use: 1 changes one rule, more "
+                           "follow more varied context at more collateral change")
+    units: Any = setting(None, "erase: key channels zeroed in the target, a count (the paper: 30 / 60; official "
+                               "files: 30) or a list; posneg.json pairs: the window units, a list")
+    lr: Optional[float] = setting(None, "Adam's rate; default 0.05 (one layer's Λ or W), 0.002 for all_weights")
+    loss: str = setting("l1", "the goal's distance: l1 (official) | mse")
+    parametrization: str = setting("lambda", "lambda (optimise Λ) | projected (optimise W, project onto D every "
+                                             "project_every steps, as the official code) | svd (D from the change)")
+    lr_schedule: str = setting("cosine", "cosine | constant (official)")
+    project_every: int = setting(10, "projected / svd: project every N steps")
+    perceptual: str = setting("auto", "all_weights' image distance besides L1: auto | lpips | segmenter | none")
+    perceptual_weight: float = setting(1.0, "all_weights: ℓ = L1 + perceptual_weight · perceptual")
+    smooth_weight: float = setting(1.0, "all_weights: weight of L_smooth (unchanged output on fresh latents)")
 
 
 @dataclass
 class StatsConfig:
     """The key statistics C = E[kkᵀ] of the edited layer."""
 
-    samples: int = 1000
-    batch_size: int = 50
-    cache: bool = True  # cached under $LIGHTNING_REWRITE_CACHE (default ~/.cache/lightning_rewrite)
+    samples: int = setting(1000, "latents the statistics C = E[kkᵀ] stream over (every location a key)")
+    batch_size: int = setting(50, "latents per forward pass (statistics, test, sample)")
+    cache: bool = setting(True, "cache C under $LIGHTNING_REWRITE_CACHE (default ~/.cache/lightning_rewrite)")
 
 
 @dataclass
 class TrainerConfig:
     """Passed to ``pl.Trainer``."""
 
-    max_steps: int = 400
-    accelerator: str = "auto"
-    devices: int = 1
+    max_steps: int = setting(400, "optimiser steps of the edit (the paper: 2001)")
+    accelerator: str = setting("auto", "Lightning's accelerator: auto | cpu | gpu | cuda | mps | tpu")
+    devices: int = setting(1, "Lightning's device count")
 
 
 @dataclass
 class SampleConfig:
     """``sample``: which latents, and how the images are written."""
 
-    n: int = 16
-    start: int = 1000  # first sample index (0..99 are where recipes choose their selections)
-    grid: bool = True  # samples.png
-    folder: bool = False  # samples/NNNNNN.png
+    n: int = setting(16, "images to draw")
+    start: int = setting(1000, "first sample index (0 … 99 are where recipes choose their selections)")
+    grid: bool = setting(True, "write samples.png, a labelled grid")
+    folder: bool = setting(False, "write samples/NNNNNN.png, one file per sample")
 
 
 @dataclass
 class TestConfig:
     """``test``: held-out samples drawn with and without the edit."""
 
-    n: int = 1000
-    start: int = 1000
-    batch_size: int = 50
-    edit: Optional[str] = None  # the edit to measure (default: the run's ``out``/edit.safetensors)
+    n: int = setting(1000, "held-out samples measured")
+    start: int = setting(1000, "first sample index measured")
+    batch_size: int = setting(50, "samples per forward pass")
+    edit: Optional[str] = setting(None, "the edit file to measure (default: the run's out/edit.safetensors)")
 
 
 @dataclass
 class RunConfig:
-    recipe: str = MISSING
-    description: str = ""
-    out: Optional[str] = None  # run directory (default runs/<recipe>)
-    overwrite: bool = False  # fit: replace a run directory even though it holds test/, sample/ or select/ results
-    logger: str = "wandb"  # wandb | csv | tensorboard | none
-    progress: bool = True
-    print_config: bool = False  # print the resolved configuration and exit
-    needs: dict[str, str] = field(default_factory=dict)  # recipe: fields the user must give, and what they are
+    recipe: str = setting(MISSING, "the edit to make: a recipe name (listed above); required")
+    description: str = setting("", "(set by the recipe: what it does)")
+    out: Optional[str] = setting(None, "run directory (default runs/<recipe>); the tool writes only a new one "
+                                       "or one it wrote")
+    overwrite: bool = setting(False, "fit: replace a run directory even though it holds test/, sample/ or select/ results")
+    logger: str = setting("wandb", "wandb (offline unless you are logged in) | csv | tensorboard | none")
+    progress: bool = setting(True, "show progress bars")
+    print_config: bool = setting(False, "print the resolved configuration and exit")
+    needs: dict[str, str] = setting(meaning="(set by the recipe: keys you must give, and what they are)", factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     edit: EditConfig = field(default_factory=EditConfig)
@@ -116,6 +131,10 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     test: TestConfig = field(default_factory=TestConfig)
+
+
+#: Keys a recipe sets for itself: not settings a user gives.
+RECIPE_ONLY = ("description", "needs")
 
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
@@ -146,6 +165,18 @@ def recipe_summaries() -> dict[str, str]:
     return {name: str(OmegaConf.load(recipes_dir() / f"{name}.yaml").get("description", "")) for name in recipe_names()}
 
 
+def field_help(schema: type = RunConfig, prefix: str = "") -> dict[str, tuple[Any, str]]:
+    """Every configuration field (dotted name) with its default and its one-line meaning."""
+    out: dict[str, tuple[Any, str]] = {}
+    for f in fields(schema):
+        if is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config")):
+            out.update(field_help(type(f.default_factory()), f"{prefix}{f.name}."))
+            continue
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        out[f"{prefix}{f.name}"] = (default, f.metadata.get("help", ""))
+    return out
+
+
 def field_defaults() -> dict[str, Any]:
     """Every configuration field with its default (dotted names), for --help."""
     base = OmegaConf.to_container(OmegaConf.structured(RunConfig), resolve=False, throw_on_missing=False)
@@ -165,6 +196,17 @@ def _omegaconf_message(e: OmegaConfBaseException) -> str:
     return str(e).strip().splitlines()[0]
 
 
+#: Keys whose value is a list: a bare value (model.edits=a.safetensors) means a list of one.
+LIST_KEYS = ("model.edits", "select.source", "select.target", "select.require", "select.exclude")
+
+
+def _as_list(item: str, keys: tuple[str, ...]) -> str:
+    key, _, value = item.partition("=")
+    if key.lstrip("+") in keys and value and not value.lstrip().startswith("["):
+        return f"{key}=[{value}]"
+    return item
+
+
 def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig:
     """The recipe's YAML over the schema's defaults, then the ``key=value`` overrides."""
     fields = field_defaults()
@@ -175,6 +217,7 @@ def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig
         key = item.split("=", 1)[0].lstrip("+")
         if key not in fields and not key.startswith("needs."):
             raise RewriteError(f"unknown key {key!r}; valid keys: {valid}")
+    overrides = [_as_list(item, LIST_KEYS) for item in overrides]
     cli = OmegaConf.from_dotlist(overrides)
     schema = OmegaConf.structured(RunConfig)
     name = cli.get("recipe")

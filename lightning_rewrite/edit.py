@@ -91,6 +91,18 @@ class Edit:
     def layer(self) -> str:
         return self.spec.get("layer") or self.changes[0].name.rsplit(".", 1)[0]
 
+    def made_on(self) -> str:
+        """The model the edit was made on, in words (its world or checkpoint, and edits before it)."""
+        model = self.spec.get("model") or {}
+        if model.get("checkpoint"):
+            what = f"checkpoint {Path(str(model['checkpoint'])).name}"
+        elif model.get("world"):
+            what = f"the {model['world']} generator"
+        else:
+            what = "a model"
+        before = [e for e in model.get("edits_before") or [] if e]
+        return what + (f" after the edit(s) {', '.join(before)}" if before else "")
+
     def describe(self) -> str:
         """One line for picture titles: method, rank and layer."""
         rank = self.spec.get("rank")
@@ -171,9 +183,9 @@ class Edit:
         if not force:
             found = module_fingerprint(model)
             if found != self.base_fingerprint:
-                raise RewriteError(f"edit of {self.layer} was made on model {self.base_fingerprint}, this model is "
-                                   f"{found}; apply the edits in the order they were made, or pass force "
-                                   "(model.force=true)")
+                raise RewriteError(f"this edit of {self.layer} was made on {self.made_on()} ({self.base_fingerprint}); "
+                                   f"this model ({found}) is another one or already edited: give the model it was made "
+                                   "on, apply stacked edits in the order they were made, or pass force (model.force=true)")
         with torch.no_grad():
             for p, c in zip(params, self.changes):
                 p.copy_(c.new_weight(p.detach()))

@@ -53,12 +53,28 @@ def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteM
                          smooth_weight=e.smooth_weight)
 
 
+class EditProgressBar(RichProgressBar):
+    """Lightning's rich bar, naming the edit's steps (one fit, no epochs) and the loss alone."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return self.description
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, pictures: EditImages) -> pl.Trainer:
     callbacks: list[pl.Callback] = [pictures]
     if projected:
         callbacks.append(ProjectedOptimizer(every=cfg.edit.project_every))
     if cfg.progress:
-        callbacks.append(RichProgressBar())
+        callbacks.append(EditProgressBar(f"{cfg.edit.method} rank {cfg.edit.rank} at {cfg.edit.layer}: steps"))
     return pl.Trainer(max_steps=cfg.trainer.max_steps, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
                       logger=logger if logger is not None else False, callbacks=callbacks, default_root_dir=root,
                       enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.progress,
@@ -157,8 +173,12 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
             loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
             loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
+            wandb_dir = loggers.wandb_run_dir(logger)
         except BaseException:
             loggers.finish(logger, "failed")
             raise
         loggers.finish(logger)
+    hint = loggers.sync_hint(wandb_dir, tmp, out)
+    if hint:
+        log.info(hint)
     return metrics

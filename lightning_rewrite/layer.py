@@ -126,6 +126,15 @@ def rewritable_layers(model: nn.Module) -> list[str]:
     return names
 
 
+def _names_like(typed: str, model: nn.Module, aliases: dict[str, str]) -> list[str]:
+    """The rewritable layers, in the naming the user typed: official aliases (``layer8``) when
+    the model has them and the name is not a module path, else module paths."""
+    paths = rewritable_layers(model)
+    if aliases and "." not in typed:
+        return [a for a, path in aliases.items() if path in paths] or paths
+    return paths
+
+
 def _nearest(name: str, names: list[str], n: int = 5) -> str:
     close = difflib.get_close_matches(name, names, n=n, cutoff=0.0)
     return ", ".join(close) if close else "(none)"
@@ -163,7 +172,7 @@ class HookedLayer:
         if layer not in modules:
             raise RewriteError(
                 f"{type(model).__name__} has no layer {layer!r}; nearest rewritable layers: "
-                f"{_nearest(layer, rewritable_layers(model))}"
+                f"{_nearest(layer, _names_like(layer, model, aliases))}"
             )
         module = modules[layer]
         adapter = _adapter_for(module)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,30 @@ def make_logger(kind: str, save_dir: Path, name: str) -> Logger | None:
             return TensorBoardLogger(save_dir, name="tensorboard", version="")
         except ModuleNotFoundError as e:
             raise RewriteError(f"logger=tensorboard needs the tensorboard package ({e}); pip install tensorboard") from None
+    import wandb
+
     offline = "WANDB_MODE" not in os.environ and not wandb_logged_in()
-    return WandbLogger(project=PROJECT, name=name, save_dir=str(save_dir), offline=offline)
+    # W&B's own banner names the run's temporary directory; the command says where it lands
+    logger = WandbLogger(project=PROJECT, name=name, save_dir=str(save_dir), offline=offline,
+                         settings=wandb.Settings(silent=True))
+    logger._wandb_init.pop("anonymous", None)  # Lightning passes anonymous=None; W&B warns that it has no effect
+    return logger
+
+
+def wandb_run_dir(logger: Logger | None) -> Path | None:
+    """The W&B run's folder (``wandb/offline-run-*`` or ``wandb/run-*``), or None."""
+    if not isinstance(logger, WandbLogger):
+        return None
+    return Path(logger.experiment.dir).parent
+
+
+def sync_hint(run_dir: Path | None, root_then: Path, root_now: Path) -> str | None:
+    """Where the W&B run lies once the run directory is in place, and how to upload it."""
+    if run_dir is None:
+        return None
+    final = root_now / run_dir.relative_to(root_then)
+    offline = final.name.startswith("offline-")
+    return f"W&B run: {final}" + (f" (offline; upload it with `wandb sync {final}`)" if offline else "")
 
 
 def log_images(logger: Logger | None, images: dict[str, Tensor], step: int = 0) -> None:
@@ -64,14 +87,27 @@ def log_metrics(logger: Logger | None, metrics: dict[str, Any], step: int = 0) -
 
 
 def log_artifact(logger: Logger | None, paths: list[Path], name: str, kind: str = "edit") -> None:
-    """The edit file (and its spec) as a W&B artifact."""
-    if isinstance(logger, WandbLogger):
-        import wandb
+    """The edit file (and its spec) into the W&B run: copied into the run's own folder (synced
+    with it), and logged as an artifact from those copies — W&B stages nothing outside the run
+    directory. An offline run's artifact would name the run directory's temporary path, which
+    is gone once it is moved into place: offline, the files travel as run files alone."""
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
 
-        artifact = wandb.Artifact(name=name, type=kind)
-        for p in paths:
-            artifact.add_file(str(p), name=p.name)
-        logger.experiment.log_artifact(artifact)
+    run = logger.experiment
+    copies = []
+    for p in paths:
+        copy = Path(run.dir) / p.name
+        shutil.copyfile(p, copy)
+        run.save(str(copy), base_path=run.dir, policy="now")
+        copies.append(copy)
+    if run.settings._offline:
+        return
+    artifact = wandb.Artifact(name=name, type=kind)
+    for c in copies:
+        artifact.add_file(str(c), name=c.name, policy="immutable")
+    run.log_artifact(artifact)
 
 
 def finish(logger: Logger | None, status: str = "success") -> None:

@@ -228,7 +228,9 @@ class RewriteModule(pl.LightningModule):
         _, vjp = torch.func.vjp(f, lam0)
         target = (sqrt_region * (goal.target_linear - base)).detach()
         result = memory.least_squares_cg(jvp, lambda r: vjp(r)[0], target, lam0, iterations=100)
-        log.info("closed-form warm start: linear residual %.3g after %d CG iterations", result.relative_residual, result.iterations)
+        log.info("warm start: Λ from the rank-%d least-squares insert of the linear part (%d CG iterations); "
+                 "%.0f%% of the goal's linear change (relative norm) is left for the optimiser",
+                 self.rank, result.iterations, 100 * result.relative_residual)
         with torch.no_grad():
             if self.lam is not None:
                 self.lam.copy_(result.solution * self.key_scale)

@@ -34,6 +34,7 @@ def church_fit(tmp_path_factory):
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("WANDB_DIR", str(root))
         mp.setenv("LIGHTNING_REWRITE_CACHE", str(root / "cache"))
+        mp.setenv("WANDB_DATA_DIR", str(root / "wandb-data"))  # where W&B would stage artifact copies
         assert run("fit", "recipe=domes_to_trees", f"out={root / 'run'}", "progress=false") == 0
     return root / "run"
 
@@ -62,10 +63,53 @@ def test_fit_writes_the_run_directory(church_fit):
 
 
 def test_the_offline_wandb_run_holds_the_grid_and_the_edit(church_fit):
+    import numpy as np
+    from PIL import Image
+
     (run_dir,) = (church_fit / "wandb").glob("offline-run-*")
-    pngs = [p.name for p in (run_dir / "files" / "media" / "images").glob("*.png")]
-    assert any(n.startswith("before_after") for n in pngs) and any(n.startswith("selections") for n in pngs)
+    pngs = {p.name.rsplit("_", 2)[0]: p for p in (run_dir / "files" / "media" / "images").glob("*.png")}
+    assert {"before_after", "selections", "context_match", "before_after_samples"} <= set(pngs)
+    logged = np.asarray(Image.open(pngs["before_after"]).convert("RGB"), dtype=np.int16)
+    written = np.asarray(Image.open(church_fit / "before_after.png").convert("RGB"), dtype=np.int16)
+    assert logged.shape == written.shape and np.abs(logged - written).max() <= 1  # the picture, not a black one
+    assert len(np.unique(logged)) > 100
     assert (run_dir / f"run-{run_dir.name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0
+    # the edit travels inside W&B's own run folder; nothing is staged outside the run directory
+    assert (run_dir / "files" / "edit.safetensors").read_bytes() == (church_fit / "edit.safetensors").read_bytes()
+    staged = church_fit.parent / "wandb-data"
+    assert not staged.exists() or not [p for p in staged.rglob("*") if p.is_file()]
+
+
+def test_fit_prints_what_matters_and_no_library_warnings(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "LIGHTNING_REWRITE_CACHE": str(tmp_path)}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "lightning_rewrite", "fit", "recipe=domes_to_trees", f"out={out}",
+                           "trainer.max_steps=20", "stats.samples=50"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr
+    for noise in ("Warning", "GPU available", "litlogger", "anonymous", "Epoch", "v_num", ".tmp"):
+        assert noise not in said, (noise, said)
+    assert "key statistics of convs.3 computed over 50 samples" in said and f"cached at {tmp_path}" in said
+    assert f"W&B run: {out / 'wandb'}" in said and "wandb sync" in said
+
+
+def test_help_and_configuration_errors_need_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from lightning_rewrite.cli import main; assert main(['--help']) == 0; "
+            "assert main(['fit', 'recipe=domes_to_trees', 'edit.rank=0']) == 2; "
+            "assert main(['fit', 'recipe=nope']) == 2; print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "edit.rank=1  S, the number of context directions" in done.stdout
+    assert "recipe=NAME" in done.stdout and "description=" not in done.stdout
 
 
 def test_the_edited_generator_differs_only_in_the_edited_layer(church_fit):
@@ -155,7 +199,7 @@ def test_three_church_edits_in_a_row_sample_and_revert_bitwise(tmp_path):
         e.revert(generator)
     assert changed_tensors(base, generator.state_dict()) == []
     # the second edit was made on the watermark-free model: on the base it is refused
-    with pytest.raises(Exception, match="was made on model"):
+    with pytest.raises(Exception, match="was made on the churches generator after the edit"):
         loaded[1].apply(get_world("churches").load_generator())
 
 

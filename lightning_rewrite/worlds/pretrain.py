@@ -11,9 +11,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from safetensors.torch import save_file
-from torchvision.utils import make_grid, save_image
 
 from ..atomic import atomic_path, write_text
+from ..images import Row, figure, save_png, unit
+from ..loggers import log_images
 from .gan import WorldGAN, iterations_to_steps
 
 
@@ -31,15 +32,14 @@ class SampleGrid(pl.Callback):
 
     def write(self, trainer: pl.Trainer, module: WorldGAN, it: int) -> Path:
         z = torch.randn(self.n, module.generator.style_dim, generator=torch.Generator().manual_seed(1234))
-        grid = make_grid((module.sample(z).clamp(-1, 1) + 1) / 2, nrow=8, padding=1)
+        samples = unit(module.sample(z))
+        rows = [Row(samples[i:i + 8], "EMA G") for i in range(0, len(samples), 8)]
+        grid = figure(rows, f"{module.world.name}: the EMA generator at iteration {it:,} (fixed latents)")
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"iter_{it:06d}.png"
         for target in (path, self.out / "latest.png"):
-            with atomic_path(target) as tmp:
-                save_image(grid, tmp, format="png")
-        log_image = getattr(trainer.logger, "log_image", None)
-        if callable(log_image):
-            log_image(key="samples", images=[grid], step=it)
+            save_png(grid, target)
+        log_images(trainer.logger, {"samples": grid}, step=it)
         return path
 
 
@@ -53,7 +53,7 @@ def export_generator(module: WorldGAN, path: Path, card: dict) -> None:
 
 
 def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: int = 16, seed: int = 0,
-             sample_every: int = 250, checkpoint_every: int = 250, progress: bool = True,
+             sample_every: int = 250, checkpoint_every: int = 100, progress: bool = True,
              export: str | Path | None = None, oversample: str | None = None, lr: float = 2e-3,
              blur: float = 0.0) -> WorldGAN:
     """Train (or resume, from ``out/checkpoints/last.ckpt``) the generator of ``world`` for
