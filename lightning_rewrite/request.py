@@ -29,7 +29,7 @@ KINDS = ("copy", "erase", "paired")
 #: GAN Dissection's unit count for an erase when a file names none (the official ``drank=30``).
 DEFAULT_ERASE_UNITS = 30
 #: The official reflection experiment: 20 window units of layer4, set to 10 (window) and -5 (none).
-POSNEG_LAYER, POSNEG_ON = "layer4", 10.0
+POSNEG_LAYER, POSNEG_ON, POSNEG_OFF = "layer4", 10.0, -5.0
 
 
 @dataclass
@@ -71,8 +71,8 @@ class Intervention:
     layer: str
     mask: Tensor
     url: str | None
-    on: float = 10.0
-    off: float = -5.0
+    on: float = POSNEG_ON
+    off: float = POSNEG_OFF
     units: list[int] | None = None
 
 
@@ -279,7 +279,7 @@ class EditRequest:
         for k, record in data.items():
             what = f"posneg[{k}]"
             try:
-                value = float(record.get("value", -5.0))
+                value = float(record.get("value", POSNEG_OFF))
             except (TypeError, ValueError):
                 raise RewriteError(f"{what}.value must be a number, got {record.get('value')!r}") from None
             revert = Selection.of(int(k), record.get("revert", ""), f"{what}.revert")
