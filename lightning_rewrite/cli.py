@@ -78,10 +78,10 @@ def _pretrain(cfg: dict) -> None:
     from .worlds import get_world
     from .worlds.pretrain import pretrain
 
-    get_world(cfg["world"])  # an unknown world is refused before its directory is made
-    cfg["out"] = claim_directory(cfg["out"] or f"runs/pretrain/{cfg['world']}", "pretrain", legacy=PRETRAIN_LAYOUT)
+    get_world(cfg["world"])  # an unknown world and a refused export fail before the directory is made
     if cfg["export"]:
         check_export(cfg["export"])
+    cfg["out"] = claim_directory(cfg["out"] or f"runs/pretrain/{cfg['world']}", "pretrain", legacy=PRETRAIN_LAYOUT)
     pretrain(**cfg)
 
 

@@ -122,3 +122,19 @@ def test_a_killed_fit_leaves_the_previous_run_and_the_next_run_cleans_up(tmp_pat
     assert len(list(tmp_path.glob(".run.*.tmp"))) == 1  # the killed run's temporary, left behind
     assert main(["fit", *FAST, f"out={out}"]) == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_world_commands_write_only_where_they_wrote_before(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("1,2,3")
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"someone else's weights")
+    assert main(["pretrain", f"out={mine}", "iterations=1"]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert main(["pretrain", f"out={tmp_path / 'new'}", f"export={weights}", "iterations=1"]) == 2
+    assert "was not exported by lightning-rewrite" in capsys.readouterr().err
+    assert main(["segmenter", f"export={weights}", "steps=1"]) == 2
+    assert "was not exported by lightning-rewrite" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["data.csv"] and weights.read_bytes() == b"someone else's weights"
+    assert not (tmp_path / "new").exists()
