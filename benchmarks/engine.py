@@ -13,8 +13,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from lightning_rewrite import HookedLayer, LatentSampler, RewriteModule
-from lightning_rewrite.callbacks.covariance import collect_second_moment
-from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
+from lightning_rewrite.engine.stats import collect_second_moment
+from lightning_rewrite.models.blocks import BlocksGenerator, domes_to_trees
 from report import machine, report  # benchmarks/report.py
 
 

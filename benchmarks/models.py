@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lightning_rewrite import HookedLayer, LatentSampler
-from lightning_rewrite.callbacks.covariance import collect_second_moment
+from lightning_rewrite.engine.stats import collect_second_moment
 from lightning_rewrite.models import StyleGAN2Generator
 from report import machine, report  # benchmarks/report.py
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from report import machine
 
-from lightning_rewrite.config import load_config
-from lightning_rewrite.evaluate import test
-from lightning_rewrite.fit import fit
+from lightning_rewrite.app.config import load_config
+from lightning_rewrite.app.test import test
+from lightning_rewrite.app.fit import fit
 
 METHODS = {
     "domes_to_trees": ["rank_s", "full_layer", "all_weights"],

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_rewrite import RewriteError, RewriteModule
-from lightning_rewrite import images as pictures
+from lightning_rewrite.engine import images as pictures
 from lightning_rewrite.callbacks import KeyCovariance
 from lightning_rewrite.models import load_generator
 from lightning_rewrite.worlds import get_world

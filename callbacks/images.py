@@ -9,8 +9,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lightning_rewrite import images
+from lightning_rewrite.engine import images
 from lightning_rewrite.loggers import log_images
+
+from .protocol import Rewriting
 
 PANELS = ("before_after", "selections", "context_match")
 
@@ -28,7 +30,7 @@ class EditImages(pl.Callback):
         self.pictures: dict[str, torch.Tensor] = {}
         self.samples: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: Rewriting) -> None:
         if not trainer.is_global_zero:
             return
         base = pl_module.base_generator()
@@ -43,7 +45,7 @@ class EditImages(pl.Callback):
         rows = [chosen, *pairs]
         self.pictures = {"before_after_samples": images.figure(pairs, self.title),
                          "selections": images.figure([chosen], self.title, legend=True)}
-        if pl_module.method == "rank_s":
+        if pl_module.directions is not None:
             heat = images.context_match(pl_module.hooked, pl_module.directions, pl_module.goal.key_star, z[:8], before[:8])
             match = images.Row(heat, "context match", [f"#{i}" for i in shown[:8]])
             self.pictures["context_match"] = images.figure([match], self.title)

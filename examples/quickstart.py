@@ -25,7 +25,7 @@ from rich.table import Table
 
 from lightning_rewrite import LatentSampler, RewriteModule
 from lightning_rewrite.callbacks import KeyCovariance
-from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
+from lightning_rewrite.models.blocks import BlocksGenerator, domes_to_trees
 
 
 def grid(rows: list[torch.Tensor], scale: int = 6) -> Image.Image:
@@ -67,7 +67,7 @@ def main() -> None:
                 score = (module.hooked.keys(held_out) * d[None, :, None, None]).sum(1).abs()
                 top = (score >= score.flatten().quantile(0.9)).float()[:, None]
                 matched = torch.nn.functional.max_pool2d(top, 3, 1, 1)[:, 0] > 0
-            change = (module.hooked.values(held_out) - module.hooked.values(held_out, module.weight0)).norm(dim=1)
+            change = (module.hooked.values(held_out) - module.hooked.values(held_out, module.method.weight0)).norm(dim=1)
         table.add_row(method, f"{error:.4f}", f"{float(change[~matched].mean()):.4f}", f"{seconds:.1f}")
     console.print(table)
     edited = results["rank_s"].edited_generator()

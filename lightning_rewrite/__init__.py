@@ -9,15 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 #: Public name → the module that defines it.
 _EXPORTS = {
-    "Change": ".module", "RewriteModule": ".module",
-    "CovarianceSolver": ".memory", "SecondMoment": ".memory",
-    "EditRequest": ".request", "Goal": ".request", "Selection": ".request",
-    "HookedLayer": ".layer", "LayerInputs": ".layer", "RewritableLayer": ".layer", "rewritable_layers": ".layer",
-    "LatentSampler": ".data",
+    "RewriteModule": ".module",
+    "CovarianceSolver": ".engine.memory", "SecondMoment": ".engine.memory",
+    "EditRequest": ".engine.request", "Selection": ".engine.request", "Goal": ".engine.goal",
+    "HookedLayer": ".engine.layer", "LayerInputs": ".engine.layer", "RewritableLayer": ".engine.layer",
+    "rewritable_layers": ".engine.layer",
+    "LatentSampler": ".engine.latents",
+    "Edit": ".engine.edit", "WeightChange": ".engine.edit",
+    "METHODS": ".engine.methods", "Method": ".engine.methods",
+    "KeyStatistics": ".engine.stats",
     "RewriteError": ".errors",
 }
 

@@ -70,7 +70,7 @@ def sync_hint(run_dir: Path | None, root_then: Path, root_now: Path) -> str | No
 def log_images(logger: Logger | None, images: dict[str, Tensor], step: int = 0) -> None:
     """Send image grids (3, H, W in [0, 1]) to W&B or TensorBoard as the 8-bit pictures the run
     directory's PNGs hold (W&B would cast floats to 8 bits unscaled); other loggers keep only the PNGs."""
-    from .images import to_uint8
+    from .engine.images import to_uint8
 
     if isinstance(logger, WandbLogger):
         for key, grid in images.items():

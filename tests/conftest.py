@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_rewrite.demo import BlocksGenerator
+from lightning_rewrite.models.blocks import BlocksGenerator
 
 os.environ.setdefault("WANDB_MODE", "offline")
 

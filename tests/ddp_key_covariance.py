@@ -9,7 +9,7 @@ import torch
 
 from lightning_rewrite import RewriteModule
 from lightning_rewrite.callbacks import KeyCovariance
-from lightning_rewrite.demo import BlocksGenerator, domes_to_trees
+from lightning_rewrite.models.blocks import BlocksGenerator, domes_to_trees
 
 
 def main(out: str, samples: int) -> None:

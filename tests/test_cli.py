@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_rewrite.cli import main
+from lightning_rewrite.app.cli import main
 from lightning_rewrite.models import StyleGAN2Generator
 
 

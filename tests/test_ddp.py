@@ -11,7 +11,7 @@ import torch
 
 from conftest import BlocksGenerator
 from lightning_rewrite import HookedLayer, LatentSampler
-from lightning_rewrite.callbacks.covariance import collect_second_moment
+from lightning_rewrite.engine.stats import collect_second_moment
 
 
 def test_ddp_key_covariance_equals_one_process(tmp_path):

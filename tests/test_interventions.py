@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from lightning_rewrite import RewriteError
-from lightning_rewrite.data import LatentSampler
-from lightning_rewrite.interventions import LatentToggle, Toggled
+from lightning_rewrite.engine.latents import LatentSampler
+from lightning_rewrite.engine.interventions import LatentToggle, Toggled
 
 
 class SquareWhenFirstCoordinateIsPositive(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_rewrite import HookedLayer, LatentSampler, RewriteError, rewritable_layers
-from lightning_rewrite.layer import flat_keys
+from lightning_rewrite.engine.layer import flat_keys
 
 
 class ModulatedConv(nn.Module):

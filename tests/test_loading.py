@@ -81,7 +81,7 @@ def test_unreadable_inputs_are_one_line_for_every_command_and_never_run(tmp_path
 
     from safetensors.torch import save_file as save
 
-    from lightning_rewrite.cli import main
+    from lightning_rewrite.app.cli import main
 
     marker = tmp_path / "PAYLOAD_RAN"
     save({"w": torch.zeros(64)}, str(tmp_path / "whole.safetensors"))

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from lightning_rewrite import memory
-from lightning_rewrite.memory import CovarianceSolver, SecondMoment
+from lightning_rewrite.engine import memory
+from lightning_rewrite.engine.memory import CovarianceSolver, SecondMoment
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -105,7 +105,7 @@ def test_singular_moment_gives_finite_directions_and_a_warning(caplog):
     keys[:, 5] = 0  # a dead channel
     moment = SecondMoment()
     moment.update(keys)
-    with caplog.at_level(logging.WARNING, logger="lightning_rewrite.memory"):
+    with caplog.at_level(logging.WARNING, logger="lightning_rewrite.engine.memory"):
         solver = CovarianceSolver(moment.moment())
     assert solver.condition == float("inf") or solver.condition > 1e8
     assert solver.ridge > 0

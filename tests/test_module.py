@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import quiet_trainer
-from lightning_rewrite.demo import domes_to_trees
-from lightning_rewrite import LatentSampler, RewriteError, RewriteModule, memory
+from lightning_rewrite.models.blocks import domes_to_trees
+from lightning_rewrite import LatentSampler, RewriteError, RewriteModule
+from lightning_rewrite.engine import memory
 from lightning_rewrite.callbacks import KeyCovariance, ProjectedOptimizer
 
 
@@ -30,7 +30,7 @@ def _goal_error(module: RewriteModule) -> float:
 def _held_out_change(module: RewriteModule, z: torch.Tensor, matched: torch.Tensor) -> float:
     """Mean per-location change of the layer's values, outside the matched locations."""
     with torch.no_grad():
-        change = (module.hooked.values(z) - module.hooked.values(z, module.weight0)).norm(dim=1)
+        change = (module.hooked.values(z) - module.hooked.values(z, module.method.weight0)).norm(dim=1)
     return float(change[~matched].mean())
 
 
@@ -39,7 +39,7 @@ def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks,
     rank1 = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1), 300)
     cold = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1, warm_start=False), 500)
     full = _fit(RewriteModule(blocks, "layer3.0", request, method="full_layer", lr=0.01), 500)
-    unedited = float(((rank1.hooked.layer_forward(rank1.goal.inputs, rank1.weight0) - rank1.goal.target)
+    unedited = float(((rank1.hooked.layer_forward(rank1.goal.inputs, rank1.method.weight0) - rank1.goal.target)
                       * rank1.goal.region).norm() / (rank1.goal.target * rank1.goal.region).norm())
 
     # Locations whose keys match k*: the top 10% of |dᵀk| over 200 held-out latents, and
@@ -60,9 +60,9 @@ def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks,
     assert _goal_error(cold) <= 0.05
     assert rank1_change < full_change
 
-    change = rank1.change()
+    (change,) = rank1.changes()
     assert change.directions.shape == (32, 1) and change.lam.shape == (32 * 9, 1)
-    assert torch.allclose(change.weight(rank1.weight0), rank1.edited_generator().get_parameter("layer3.0.weight"))
+    assert torch.allclose(change.new_weight(rank1.method.weight0), rank1.edited_generator().get_parameter("layer3.0.weight"))
     assert not torch.equal(blocks.layer3[0].weight, rank1.generator.layer3[0].weight)  # the user's model is untouched
 
 
@@ -72,13 +72,13 @@ def test_projected_optimizer_keeps_the_change_in_span_of_d(blocks, steps):
     module = RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=2, parametrization="projected",
                            warm_start=False, lr=0.01)
     _fit(module, steps, callbacks=[ProjectedOptimizer(every=3)])
-    delta = memory.as_memory(module.hooked.weight.detach() - module.weight0, module.hooked.key_axis)
+    delta = memory.as_memory(module.hooked.weight.detach() - module.method.weight0, module.hooked.key_axis)
     d = module.directions
     assert delta.norm() > 0
     assert float((delta - delta @ d @ d.T).norm() / delta.norm()) <= 1e-6
     assert torch.linalg.matrix_rank(delta.double(), rtol=1e-5).item() <= 2
-    factored = module.change()
-    assert torch.allclose(factored.weight(module.weight0), module.hooked.weight, atol=1e-6)
+    (factored,) = module.changes()
+    assert torch.allclose(factored.new_weight(module.method.weight0), module.hooked.weight, atol=1e-6)
 
 
 def test_projected_parametrization_adds_its_projector_and_lambda_needs_none(blocks):
@@ -98,9 +98,9 @@ def test_all_weights_baseline_trains_every_weight(blocks):
     request = domes_to_trees(blocks)
     module = RewriteModule(blocks, "layer3.0", request, method="all_weights", lr=0.01)
     quiet_trainer(1).fit(module)
-    start = float(module.goal_loss().detach())
+    start = float(module.method.constraint_loss().detach())
     quiet_trainer(40).fit(module)
-    assert float(module.goal_loss().detach()) < 0.7 * start
+    assert float(module.method.constraint_loss().detach()) < 0.7 * start
     assert not torch.equal(module.generator.layer4[0].weight, blocks.layer4[0].weight)
 
 
@@ -116,33 +116,6 @@ def test_bad_settings_are_one_line_errors(blocks):
         RewriteModule(blocks, "layer3.0", request).prepare()
 
 
-def test_key_statistics_are_cached_and_rebuilt_when_stale_or_unreadable(blocks, tmp_path, caplog):
-    from lightning_rewrite.layer import HookedLayer
-
-    hooked, latents = HookedLayer(blocks, "layer3.0"), LatentSampler(16)
-    cov = KeyCovariance(samples=30, cache_dir=tmp_path, progress=False)
-    first = cov.compute(None, hooked, latents)
-    assert cov.last_source == "computed"
-    files = list(tmp_path.glob("*.safetensors"))
-    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
-    again = cov.compute(None, hooked, latents)
-    assert cov.last_source == "cache" and torch.equal(again.sum, first.sum) and again.count == 30 * 256
-
-    files[0].write_bytes(b"not a safetensors file")
-    with caplog.at_level(logging.WARNING):
-        cov.compute(None, hooked, latents)
-    assert cov.last_source == "computed" and "unreadable" in caplog.text
-
-    with torch.no_grad():
-        blocks.layer2[0].weight.mul_(2)  # keys change, so the statistics must too
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        changed = cov.compute(None, HookedLayer(blocks, "layer3.0"), latents)
-    assert cov.last_source == "computed" and not torch.allclose(changed.sum, first.sum)
-    assert "made for other weights or settings" in caplog.text and "computed over 30 samples" in caplog.text
-    assert len(list(tmp_path.glob("*.safetensors"))) == 2
-
-
 def test_warm_start_is_the_closed_form_rank_s_insert_for_a_linear_layer():
     from lightning_rewrite import EditRequest, SecondMoment
 
@@ -156,5 +129,5 @@ def test_warm_start_is_the_closed_form_rank_s_insert_for_a_linear_layer():
     module.prepare()
     goal = module.goal
     keys = goal.inputs.args[0]
-    lam = memory.insert_rank(module.weight0, module.directions, keys, goal.target)
-    assert torch.allclose(module.change().lam.double(), lam, rtol=1e-4, atol=1e-5)
+    lam = memory.insert_rank(module.method.weight0, module.directions, keys, goal.target)
+    assert torch.allclose(module.changes()[0].lam.double(), lam, rtol=1e-4, atol=1e-5)

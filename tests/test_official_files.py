@@ -14,7 +14,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from lightning_rewrite import EditRequest, HookedLayer, LatentSampler, RewriteError
-from lightning_rewrite.callbacks.covariance import collect_second_moment
+from lightning_rewrite.engine.goal import goal_of
+from lightning_rewrite.engine.stats import collect_second_moment
 from lightning_rewrite.models import StyleGAN2Generator
 
 SIZE = 64  # image size of the test generator: layer6 is 16×16, layer8 32×32
@@ -94,21 +95,21 @@ def test_each_executable_shape_becomes_a_goal_on_a_stylegan2(generator):
     moment = collect_second_moment(hooked, latents, samples=20, batch_size=10).moment()
     for shape in ("copy", "multikey", "key_only", "erase_with_paste"):
         request = EditRequest.from_json(json.dumps(SHAPES[shape]))
-        goal = request.goal(hooked, latents, moment)
+        goal = goal_of(request, hooked, latents, moment)
         assert goal.target.shape[-2:] == (16, 16) and goal.region.sum() > 0, shape
         assert torch.isfinite(goal.context_keys).all() and len(goal.context_keys) > 0
         if shape == "key_only":  # every key selection is a goal sample, erased on its own box
             assert goal.latents.shape[0] == 3 and len(goal.units) == 30
             assert (goal.region.flatten(1).sum(1) > 0).all()
     posneg = EditRequest.from_json(json.dumps(SHAPES["posneg"]), units=[0, 3, 5, 7])
-    goal = posneg.goal(hooked, latents)
+    goal = goal_of(posneg, hooked, latents)
     a, b = goal.inputs.args[0][:3], goal.inputs.args[0][3:]
     assert goal.latents.shape[0] == 6 and not torch.equal(a, b)  # one scene, the window units high vs low
     assert torch.equal(goal.target[:3], hooked.layer_forward(goal.inputs)[3:])  # a's keys get b's values
     with pytest.raises(RewriteError, match="no paste"):
-        EditRequest.from_json(json.dumps(SHAPES["object_and_key"])).goal(hooked, latents)
+        goal_of(EditRequest.from_json(json.dumps(SHAPES["object_and_key"])), hooked, latents)
     with pytest.raises(RewriteError, match="edit.units"):
-        EditRequest.from_json(json.dumps(SHAPES["posneg"])).goal(hooked, latents)
+        goal_of(EditRequest.from_json(json.dumps(SHAPES["posneg"])), hooked, latents)
 
 
 @pytest.mark.parametrize("size", [16, 32])
@@ -129,6 +130,6 @@ def test_context_keys_count_the_officially_selected_locations(generator):
     latents = LatentSampler.for_model(generator)
     hooked = HookedLayer(generator, "layer8")
     request = EditRequest.from_json(json.dumps(SHAPES["multikey"]))
-    goal = request.goal(hooked, latents)
+    goal = goal_of(request, hooked, latents)
     expected = sum(int((pil_decode(s.url, 32) > 0).sum()) for s in request.context)
     assert len(goal.context_keys) == expected

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lightning_rewrite import RewriteError
-from lightning_rewrite.perceptual import FeatureDistance, perceptual_distance, perceptual_name
+from lightning_rewrite.engine.perceptual import FeatureDistance, perceptual_distance, perceptual_name
 from lightning_rewrite.worlds import get_world
 
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from conftest import box_mask
 from lightning_rewrite import EditRequest, HookedLayer, LatentSampler, RewriteError
-from lightning_rewrite.masks import load_mask, mask_to_data_url
+from lightning_rewrite.engine.goal import goal_of
+from lightning_rewrite.engine.masks import load_mask, mask_to_data_url
 
 
 def _official_url(mask: np.ndarray) -> str:
@@ -83,7 +84,7 @@ def test_copy_goal_pastes_the_object_values_centred_on_the_paste_mask(tiny):
     latents = LatentSampler(16)
     h = HookedLayer(tiny, "layer3.0")
     request = EditRequest.copy(object=(0, box_mask(16, 2, 2, 6, 6)), paste=(1, box_mask(16, 9, 9, 13, 13)))
-    goal = request.goal(h, latents)
+    goal = goal_of(request, h, latents)
     v_obj = h.values(latents.take([0]))
     v_paste = h.values(latents.take([1]))
     assert torch.allclose(goal.target[..., 9:13, 9:13], v_obj[..., 2:6, 2:6])
@@ -99,20 +100,20 @@ def test_erase_goal_zeroes_the_chosen_units(tiny):
     h = HookedLayer(tiny, "layer3.0")
     request = EditRequest.erase(paste=(0, box_mask(16, 4, 4, 8, 8)), units=3)
     keys = torch.randn(5000, 32).abs()
-    goal = request.goal(h, latents, second_moment=keys.T @ keys / 5000)
+    goal = goal_of(request, h, latents, second_moment=keys.T @ keys / 5000)
     assert len(goal.units) == 3
     inputs = h.inputs(latents.take([0]))
     inputs.args[0][:, goal.units] = 0
     assert torch.allclose(goal.target, h.layer_forward(inputs))
     with pytest.raises(RewriteError, match="out of range"):
-        EditRequest.erase(paste=(0, box_mask(16, 4, 4, 8, 8)), units=[40]).goal(h, latents)
+        goal_of(EditRequest.erase(paste=(0, box_mask(16, 4, 4, 8, 8)), units=[40]), h, latents)
 
 
 def test_paired_goal_swaps_values_inside_the_mask(tiny):
     latents = LatentSampler(16)
     h = HookedLayer(tiny, "layer3.0")
     mask = box_mask(16, 10, 0, 16, 16)
-    goal = EditRequest.paired([(0, 1, mask), (2, 3, mask)]).goal(h, latents)
+    goal = goal_of(EditRequest.paired([(0, 1, mask), (2, 3, mask)]), h, latents)
     values = h.values(latents.take([0, 2, 1, 3]))
     assert torch.allclose(goal.target, values[[2, 3, 0, 1]])
     assert goal.region.shape == (4, 1, 16, 16) and goal.region[:, :, 10:].all() and not goal.region[:, :, :10].any()
@@ -122,6 +123,6 @@ def test_empty_masks_are_refused_with_the_resolution(tiny):
     h = HookedLayer(tiny, "layer3.0")
     request = EditRequest.copy(object=(0, torch.zeros(16, 16)), paste=(1, box_mask(16, 0, 0, 4, 4)))
     with pytest.raises(RewriteError, match="object mask is empty at the 16×16"):
-        request.goal(h, LatentSampler(16))
+        goal_of(request, h, LatentSampler(16))
     with pytest.raises(RewriteError, match="needs an object"):
         EditRequest("copy", paste=request.paste)

@@ -11,13 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from lightning_rewrite.cli import main
+from lightning_rewrite.app.cli import main
 from lightning_rewrite.errors import RewriteError
-from lightning_rewrite.rundir import MARKER, check_out, remove_stale_temporaries, run_directory
+from lightning_rewrite.app.rundir import MARKER, check_out, remove_stale_temporaries, run_directory
 
 FAST = ["recipe=domes_to_trees", "trainer.max_steps=5", "stats.samples=50", "progress=false", "logger=none"]
 

@@ -137,13 +137,14 @@ def test_a_rank_one_edit_of_a_modulated_layer_moves_it_toward_the_goal():
 
     def error() -> float:
         with torch.no_grad():
-            v = module.hooked.layer_forward(goal.inputs, module.current_weight())
+            v = module.hooked.layer_forward(goal.inputs, module.method.current_weight())
         return float(((v - goal.target) * goal.region).norm() / (goal.target * goal.region).norm())
 
     with torch.no_grad():
-        base = module.hooked.layer_forward(goal.inputs, module.weight0)
+        base = module.hooked.layer_forward(goal.inputs, module.method.weight0)
     unedited = float(((base - goal.target) * goal.region).norm() / (goal.target * goal.region).norm())
     quiet_trainer(200).fit(module)
     assert error() < 0.95 * unedited  # random weights: a rank-1 change reaches only part of an arbitrary goal
-    delta = module.change().lam @ module.change().directions.T
+    (change,) = module.changes()
+    delta = change.lam @ change.directions.T
     assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6).item() == 1

@@ -1,5 +1,6 @@
 """What an edit did, as torchmetrics Metrics (state, update, compute, reset; they reduce across
-processes and plug into any LightningModule): the paper's Tables 1–3 and Sect. 5.3."""
+processes and plug into any LightningModule): the paper's Tables 1–3 and Sect. 5.3. Their
+functional twins are in :mod:`.functional`."""
 
 from .change import MaskedL1, MaskedLPIPS, outside
 from .rates import ClassifierRate, WatermarkRate

@@ -9,7 +9,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from ..errors import RewriteError
-from ..perceptual import lpips_network
+from ..engine.perceptual import lpips_network
 
 
 def outside(region: Tensor, dilate: int = 2) -> Tensor:

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from .functional import efficacy_of, region_counts
+
 
 class RegionEfficacy(Metric):
     """``update(labels_before, labels_after)`` with (B, H, W) class maps of unedited and edited
@@ -22,12 +24,9 @@ class RegionEfficacy(Metric):
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, before: Tensor, after: Tensor) -> None:
-        src = torch.isin(before, torch.tensor(self.source, device=before.device))
-        tgt = torch.isin(after, torch.tensor(self.target, device=after.device))
-        self.hits += (src & tgt).sum()
-        self.total += src.sum()
+        hits, total = region_counts(before, after, self.source, self.target)
+        self.hits += hits
+        self.total += total
 
     def compute(self) -> Tensor:
-        if self.total == 0:
-            return torch.tensor(float("nan"))
-        return self.hits.float() / self.total.float()
+        return efficacy_of(self.hits, self.total)

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from .functional import correlation_of, correlation_sums
+
 
 class RuleCorrelation(Metric):
     """``update(cause, effect)`` with (B,) values per sample, or (B, K) for B groups of K samples
@@ -20,25 +22,15 @@ class RuleCorrelation(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        for name in ("n", "sx", "sy", "sxx", "syy", "sxy"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("sums", default=torch.zeros(6, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @property
+    def n(self) -> Tensor:
+        """How many (cause, effect) values (or group members) were counted."""
+        return self.sums[0]
 
     def update(self, cause: Tensor, effect: Tensor) -> None:
-        x, y = cause.double(), effect.double()
-        if x.ndim == 2:
-            keep = ~(x.isnan() | y.isnan()).any(1)
-            x, y = x[keep] - x[keep].mean(1, keepdim=True), y[keep] - y[keep].mean(1, keepdim=True)
-        x, y = x.flatten(), y.flatten()
-        keep = ~(x.isnan() | y.isnan())
-        x, y = x[keep], y[keep]
-        self.n += len(x)
-        self.sx += x.sum()
-        self.sy += y.sum()
-        self.sxx += (x * x).sum()
-        self.syy += (y * y).sum()
-        self.sxy += (x * y).sum()
+        self.sums += correlation_sums(cause, effect).to(self.sums)
 
     def compute(self) -> Tensor:
-        cov = self.sxy - self.sx * self.sy / self.n
-        var = (self.sxx - self.sx ** 2 / self.n) * (self.syy - self.sy ** 2 / self.n)
-        return (cov / var.clamp_min(1e-24).sqrt()).float()
+        return correlation_of(self.sums)

@@ -7,8 +7,8 @@ import torch
 from rich.table import Table
 from torch import Tensor, nn
 
-from ..data import LatentSampler
-from ..layer import HookedLayer, rewritable_layers
+from ..engine.latents import LatentSampler
+from ..engine.layer import HookedLayer, rewritable_layers
 
 
 def describe_layers(model: nn.Module, z: Tensor | None = None) -> list[dict]:

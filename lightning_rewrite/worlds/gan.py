@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
-from ..data import step_loader
+from ..engine.latents import step_loader
 from ..errors import RewriteError
 from ..models.stylegan2 import StyleGAN2Generator
 from .canvas import Render
@@ -49,12 +49,13 @@ class WorldGAN(pl.LightningModule):
             self._up, self._down = target / self.base_rates, (1 - target) / (1 - self.base_rates)
             # renders per batch image: three times the largest up-weighting, 8 at the least
             self.pool = max(8, math.ceil(3 * float(self._up.max())))
-        torch.manual_seed(seed)
-        self.generator = StyleGAN2Generator(**self.world.generator)
+        with torch.random.fork_rng(devices=[]):  # G's and D's weights from ``seed``, the caller's RNG untouched
+            torch.manual_seed(seed)
+            self.generator = StyleGAN2Generator(**self.world.generator)
+            self.discriminator = Discriminator(self.world.generator["size"], DISCRIMINATOR_WIDTHS)
         self.generator.randomize_noise = True
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.ema.randomize_noise = False
-        self.discriminator = Discriminator(self.world.generator["size"], DISCRIMINATOR_WIDTHS)
         self.discriminator.to(memory_format=torch.channels_last)
         self.automatic_optimization = False
         self.ema_beta = 0.5 ** (batch_size / ema_half_life_images)

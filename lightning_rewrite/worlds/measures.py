@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: A class counts as present in an image from this many pixels on (of 64×64).
-MIN_PIXELS = 10
+from ..metrics import functional
+from ..vocabulary import MIN_PIXELS
 
 
 def presence(labels: Tensor, classes: tuple[str, ...], name: str, min_pixels: int = MIN_PIXELS) -> Tensor:
@@ -49,12 +49,9 @@ def window_pair_brightness(images: tuple[Tensor, Tensor], labels: tuple[Tensor, 
 def rule_correlation(images: Tensor, labels: Tensor, classes: tuple[str, ...]) -> float:
     """Pearson correlation, over images, of window area and reflection brightness."""
     area = (labels == classes.index("window")).flatten(1).sum(1).float()
-    bright = reflection_brightness(images, labels, classes)
-    keep = ~bright.isnan()
-    return float(torch.corrcoef(torch.stack([area[keep], bright[keep]]))[0, 1])
+    return float(functional.rule_correlation(area, reflection_brightness(images, labels, classes)))
 
 
 def region_efficacy(before: Tensor, after: Tensor, classes: tuple[str, ...], source: str, target: str) -> float:
     """Of the pixels labelled ``source`` before an edit, the share labelled ``target`` after it."""
-    src = before == classes.index(source)
-    return float((after[src] == classes.index(target)).float().mean()) if src.any() else float("nan")
+    return float(functional.region_efficacy(before, after, classes.index(source), classes.index(target)))

@@ -13,7 +13,7 @@ from pytorch_lightning.loggers import CSVLogger
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path, write_text
-from ..images import Row, figure, save_png, unit
+from ..engine.images import Row, figure, save_png, unit
 from ..loggers import log_images
 from .gan import WorldGAN, iterations_to_steps
 
@@ -62,7 +62,6 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
     to a resumed run too (e.g. a lower one to settle a generator that swings between modes); ``blur``
     (pixels) is what D sees through, for a stage that teaches a fine rule (see :meth:`WorldGAN.judge`)."""
     out = Path(out)
-    torch.set_flush_denormal(True)  # tiny activations late in training otherwise slow the CPU several-fold
     module = WorldGAN(world, batch_size=batch_size, seed=seed, oversample=oversample, lr=lr, blur=blur)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=iterations_to_steps(checkpoint_every))

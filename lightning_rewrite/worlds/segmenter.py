@@ -148,8 +148,9 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
     package's ``worlds/weights/<world>_segmenter.safetensors``). ``init``: fine-tune from these
     weights (``shipped``: the package's own)."""
     w = get_world(world)
-    torch.manual_seed(seed)
-    model = Segmenter(len(w.classes))
+    with torch.random.fork_rng(devices=[]):  # the weights from ``seed``, the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = Segmenter(len(w.classes))
     previous = None
     if init:
         path = w.weights("segmenter") if str(init) == "shipped" else Path(init)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..data import LatentSampler
+from ..engine.latents import LatentSampler
 from ..errors import RewriteError
-from ..request import EditRequest
+from ..engine.request import EditRequest
 from .segmenter import Segmenter
 
 
@@ -131,7 +131,7 @@ def class_units(generator: nn.Module, segmenter: Segmenter, classes: tuple[str, 
     """GAN Dissection's units for a class at ``layer``: each unit thresholded at its ``quantile``
     activation over the samples, ranked by the IoU of that region with the segmenter's ``name``
     pixels (label maps pooled to the layer's resolution); the ``count`` best."""
-    from ..layer import HookedLayer
+    from ..engine.layer import HookedLayer
 
     if name not in classes:
         raise RewriteError(f"class {name!r} is not among the segmenter's classes: {', '.join(classes)}")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import RewriteError
+from ..errors import RewriteError
 
 #: torchvision's backbone files, as ``lpips`` finds them in $TORCH_HOME/hub/checkpoints/.
 BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}

@@ -1,6 +1,5 @@
-"""EditRequest: what the user asks for (copy / paste / context, erase, or paired swap),
-turned into the goal of a rewrite at one layer: keys K*, target values V*, the region
-where the goal applies, and the context keys that choose the update directions.
+"""EditRequest: what the user asks for (copy / paste / context, erase, or paired swap), and
+its files. :mod:`.goal` turns it into the goal of a rewrite at one layer.
 
 Reads and writes the official interface's JSON edit files losslessly:
 ``{"object": [i, url], "paste": [i, url], "key": [[i, url], ...], "query": ...}``.
@@ -17,15 +16,13 @@ from typing import Any, Sequence, Union
 import torch
 from torch import Tensor
 
-from .atomic import write_text
-from .data import LatentSampler
-from .errors import RewriteError
-from .layer import HookedLayer, LayerInputs, flat_keys
-from .masks import bounding_box, decode_data_url, load_mask, mask_to_data_url, resize_mask
+from ..atomic import write_text
+from ..errors import RewriteError
+from ..vocabulary import KINDS
+from .masks import decode_data_url, load_mask, mask_to_data_url, resize_mask
 
 Sample = Union[int, Tensor]
 MaskLike = Union[Tensor, str, os.PathLike]
-KINDS = ("copy", "erase", "paired")
 #: GAN Dissection's unit count for an erase when a file names none (the official ``drank=30``).
 DEFAULT_ERASE_UNITS = 30
 #: The official reflection experiment: 20 window units of layer4, set to 10 (window) and -5 (none).
@@ -95,21 +92,6 @@ class Pair:
         return _resized(self.mask, self.url, size)
 
 
-@dataclass
-class Goal:
-    """A rewrite's objective at one layer, for a batch of B goal samples."""
-
-    latents: Tensor  # (B, ...) latents of the goal samples
-    inputs: LayerInputs  # the layer's inputs for them: K* lives here
-    target: Tensor  # (B, C, *spatial) V*, values after the nonlinearity
-    target_linear: Tensor | None  # the same goal in the linear operation's output space
-    region: Tensor  # (B, 1, *spatial) weight of each value location in the loss
-    key_star: Tensor  # (N,) mean key of the selected region (the k* of Eq. 15)
-    context_keys: Tensor  # (n, N) context keys with positive weight
-    context_weights: Tensor  # (n,)
-    units: list[int] | None = None  # erased key channels (erase requests)
-
-
 def _sample_to_json(sample: Sample) -> Any:
     return sample if isinstance(sample, int) else {"z": torch.as_tensor(sample).flatten().tolist()}
 
@@ -141,6 +123,9 @@ class EditRequest:
         pairs: Sequence[Pair] = (),
         units: int | list[int] | None = None,
         extra: dict | None = None,
+        format: str = "fields",  # noqa: A002 - or "posneg": the official reflection experiment's file
+        order: Sequence[str] = (),
+        newline: bool = False,
     ) -> None:
         if kind not in KINDS:
             raise RewriteError(f"unknown request kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -151,9 +136,9 @@ class EditRequest:
         self.pairs = list(pairs)
         self.units = units
         self.extra = dict(extra or {})
-        self.format = "fields"  # or "posneg": the official reflection experiment's file
-        self._order: list[str] = []
-        self._newline = False
+        self.format = format
+        self._order = list(order)  # a file's field order, kept when it is written back
+        self._newline = newline  # whether the file ended with a newline
         self._validate()
 
     def _validate(self) -> None:
@@ -235,15 +220,11 @@ class EditRequest:
             raise RewriteError("edit request JSON must be an object with 'object', 'paste' and 'key' fields (or posneg records)")
         if data and all(isinstance(k, str) and k.isdigit() and isinstance(v, dict) and "revert" in v
                         for k, v in data.items()):
-            req = cls._from_posneg(data, units)
-        else:
-            req = cls._from_fields(data, kind, units)
-        req._newline = text.endswith("\n")
-        req._validate()
-        return req
+            return cls._from_posneg(data, units, text.endswith("\n"))
+        return cls._from_fields(data, kind, units, text.endswith("\n"))
 
     @classmethod
-    def _from_fields(cls, data: dict, kind: str | None, units: int | list[int] | None) -> "EditRequest":
+    def _from_fields(cls, data: dict, kind: str | None, units: int | list[int] | None, newline: bool) -> "EditRequest":
         kind = kind or data.get("kind") or ("copy" if "object" in data else "paired" if "pairs" in data else "erase")
         if kind not in KINDS:
             raise RewriteError(f"unknown request kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -260,17 +241,13 @@ class EditRequest:
         if kind == "erase" and units is None:
             units = DEFAULT_ERASE_UNITS
         known = {"object", "paste", "key", "pairs", "units", "kind"}
-        req = cls.__new__(cls)
-        req.kind, req.units, req.pairs, req.format = kind, units, pairs, "fields"
-        req.object = _selection_from_json(data["object"], "object") if "object" in data else None
-        req.paste = _selection_from_json(data["paste"], "paste") if "paste" in data else None
-        req.context = [_selection_from_json(v, f"key[{i}]") for i, v in enumerate(key)]
-        req.extra = {k: v for k, v in data.items() if k not in known}
-        req._order = list(data.keys())
-        return req
+        return cls(kind, _selection_from_json(data["object"], "object") if "object" in data else None,
+                   _selection_from_json(data["paste"], "paste") if "paste" in data else None,
+                   [_selection_from_json(v, f"key[{i}]") for i, v in enumerate(key)], pairs, units,
+                   {k: v for k, v in data.items() if k not in known}, "fields", list(data.keys()), newline)
 
     @classmethod
-    def _from_posneg(cls, data: dict, units: int | list[int] | None) -> "EditRequest":
+    def _from_posneg(cls, data: dict, units: int | list[int] | None, newline: bool) -> "EditRequest":
         """The reflection experiment's file: each sample drawn with the window intervention on
         and off; the values inside ``revert`` (the counter top) swap between the two."""
         if isinstance(units, int):
@@ -287,10 +264,7 @@ class EditRequest:
             intervention = Intervention(POSNEG_LAYER, cause.mask, cause.url, POSNEG_ON, value,
                                         [int(u) for u in units] if units is not None else None)
             pairs.append(Pair(int(k), int(k), revert.mask, revert.url, intervention, dict(record)))
-        req = cls.__new__(cls)
-        req.kind, req.units, req.pairs, req.format = "paired", None, pairs, "posneg"
-        req.object, req.paste, req.context, req.extra, req._order = None, None, [], {}, []
-        return req
+        return cls("paired", pairs=pairs, format="posneg", newline=newline)
 
     def to_dict(self) -> dict:
         if self.format == "posneg":
@@ -326,189 +300,3 @@ class EditRequest:
         """Every sample the request names (for range checks and drawing)."""
         sel = [s for s in (self.object, self.paste) if s is not None] + self.context
         return [s.sample for s in sel] + [x for p in self.pairs for x in (p.a, p.b)]
-
-    # -- the goal at a layer -----------------------------------------------------------------
-
-    def goal(self, hooked: HookedLayer, latents: LatentSampler, second_moment: Tensor | None = None) -> Goal:
-        """K*, V*, the region and the context keys of this request at ``hooked``'s layer.
-
-        ``second_moment`` (E[kkᵀ]) is needed only to choose erase units by count.
-        """
-        missing = self.missing()
-        if missing:
-            raise RewriteError(missing)
-        device, dtype = hooked.weight.device, hooked.weight.dtype
-        z_of = lambda s: (latents.take([s])[0] if isinstance(s, int) else torch.as_tensor(s)).to(device, dtype)  # noqa: E731
-        with torch.no_grad():
-            if self.kind == "copy":
-                goal = self._copy_goal(hooked, z_of)
-            elif self.kind == "erase":
-                goal = self._erase_goal(hooked, z_of, second_moment)
-            else:
-                goal = self._paired_goal(hooked, z_of)
-        return goal
-
-    def _context(self) -> list[Selection]:
-        if self.context:
-            return self.context
-        if self.kind == "paired":
-            return [Selection(s, p.mask, p.url) for p in self.pairs for s in (p.a, p.b)]
-        return [self.paste]
-
-    def _context_keys(self, hooked: HookedLayer, z_of: Any) -> tuple[Tensor, Tensor]:
-        sel = self._context()
-        keys = hooked.keys(torch.stack([z_of(s.sample) for s in sel]))
-        weights = torch.stack([s.resized(tuple(keys.shape[2:])) for s in sel]).to(keys.device)
-        k, w = flat_keys(keys), weights.reshape(-1)
-        keep = w > 0
-        if not keep.any():
-            raise RewriteError(f"every context mask is empty at the {_res(keys)} key resolution of {hooked.name}; select larger regions")
-        return k[keep], w[keep]
-
-    @staticmethod
-    def _key_star(keys: Tensor, selections: Sequence[Selection]) -> Tensor:
-        """The mean key over the selected regions of ``keys`` (one row per selection)."""
-        w = torch.stack([s.resized(tuple(keys.shape[2:])) for s in selections]).to(keys)
-        return (flat_keys(keys) * w.reshape(-1, 1)).sum(0) / w.sum().clamp_min(1e-10)
-
-    def _copy_goal(self, hooked: HookedLayer, z_of: Any) -> Goal:
-        z_obj, z_paste = z_of(self.object.sample)[None], z_of(self.paste.sample)[None]
-        obj_in, paste_in = hooked.inputs(z_obj), hooked.inputs(z_paste)
-        obj_v, paste_v = hooked.layer_forward(obj_in), hooked.layer_forward(paste_in)
-        size = tuple(paste_v.shape[2:])
-        _require_spatial(size, hooked)
-        o_mask = self.object.resized(size).to(paste_v)
-        obox = bounding_box(o_mask)
-        if obox is None:
-            raise RewriteError(f"object mask is empty at the {_res(paste_v)} value resolution of {hooked.name}; select a larger region")
-        pbox = bounding_box(self.paste.resized(size))
-        if pbox is None:
-            raise RewriteError(f"paste mask is empty at the {_res(paste_v)} value resolution of {hooked.name}; select a larger region")
-        center = ((pbox[0] + pbox[2]) // 2, (pbox[1] + pbox[3]) // 2)
-        t, l, b, r = obox
-        area = o_mask[t:b, l:r]
-        target, bounds = paste_at_center(paste_v, obj_v[:, :, t:b, l:r], center, area)
-        target_linear = None
-        if hooked.has_linear:
-            obj_l, paste_l = hooked.linear_forward(obj_in), hooked.linear_forward(paste_in)
-            target_linear, _ = paste_at_center(paste_l, obj_l[:, :, t:b, l:r], center, area)
-        region = torch.zeros(1, 1, *size, device=paste_v.device)
-        region[..., bounds[0]:bounds[2], bounds[1]:bounds[3]] = 1
-        ck, cw = self._context_keys(hooked, z_of)
-        return Goal(z_paste, paste_in.detach(), target, target_linear, region,
-                    self._key_star(hooked.keys_from(paste_in), [self.paste]), ck, cw)
-
-    def _erase_goal(self, hooked: HookedLayer, z_of: Any, second_moment: Tensor | None) -> Goal:
-        """The layer's output with the erased units' keys zeroed, on the paste's bounding box —
-        or, for a file that names only context selections, on each of theirs."""
-        goal_sel = [self.paste] if self.paste is not None else self.context
-        z = torch.stack([z_of(s.sample) for s in goal_sel])
-        inputs = hooked.inputs(z)
-        ck, cw = self._context_keys(hooked, z_of)
-        if isinstance(self.units, int):
-            if second_moment is None:
-                raise RewriteError("choosing erase units by count needs the key statistics (add KeyCovariance)")
-            units = dissect_units(ck, cw, torch.diagonal(second_moment).to(ck), self.units)
-        else:
-            units = [int(u) for u in self.units]
-            bad = [u for u in units if not 0 <= u < hooked.key_dim]
-            if bad:
-                raise RewriteError(f"erase units {bad} are out of range: layer {hooked.name} has key channels 0..{hooked.key_dim - 1}")
-        erased = hooked.zero_key_units(inputs, units)
-        target = hooked.layer_forward(erased)
-        size = tuple(target.shape[2:])
-        _require_spatial(size, hooked)
-        region = torch.zeros(len(goal_sel), 1, *size, device=target.device)
-        for i, sel in enumerate(goal_sel):
-            box = bounding_box(sel.resized(size))
-            if box is None:
-                raise RewriteError(f"the erase selection of sample {sel.sample} is empty at the {_res(target)} value "
-                                   f"resolution of {hooked.name}; select a larger region")
-            region[i, :, box[0]:box[2], box[1]:box[3]] = 1
-        target_linear = hooked.linear_forward(erased) if hooked.has_linear else None
-        return Goal(z, inputs.detach(), target, target_linear, region,
-                    self._key_star(hooked.keys_from(inputs), goal_sel), ck, cw, units)
-
-    def _pair_inputs(self, hooked: HookedLayer, z_of: Any) -> tuple[Tensor, LayerInputs]:
-        """Latents and layer inputs of every pair's a sides, then its b sides."""
-        za = torch.stack([z_of(p.a) for p in self.pairs])
-        zb = torch.stack([z_of(p.b) for p in self.pairs])
-        z = torch.cat([za, zb])
-        if all(p.intervention is None for p in self.pairs):
-            return z, hooked.inputs(z)
-        if any(p.intervention is None for p in self.pairs):
-            raise RewriteError("pairs with and without interventions cannot be mixed in one request")
-        from .interventions import UnitIntervention
-
-        sides = []
-        for on in (True, False):
-            cuts = [p.intervention for p in self.pairs]
-            with UnitIntervention(hooked.model, cuts, on):
-                sides.append(hooked.inputs(za if on else zb))
-        return z, LayerInputs.cat(sides)
-
-    def _paired_goal(self, hooked: HookedLayer, z_of: Any) -> Goal:
-        z, inputs = self._pair_inputs(hooked, z_of)
-        values = hooked.layer_forward(inputs)
-        n = len(self.pairs)
-        target = torch.cat([values[n:], values[:n]])
-        size = tuple(values.shape[2:])
-        masks = torch.stack([p.resized(size) for p in self.pairs]).to(values)
-        region = torch.cat([masks, masks])[:, None]
-        if not (region > 0).any():
-            raise RewriteError(f"every pair mask is empty at the {_res(values)} value resolution of {hooked.name}")
-        target_linear = None
-        if hooked.has_linear:
-            lin = hooked.linear_forward(inputs)
-            target_linear = torch.cat([lin[n:], lin[:n]])
-        ck, cw = self._context_keys(hooked, z_of) if self.context else self._pair_differences(hooked, inputs)
-        key_star = (ck * cw[:, None]).sum(0) / cw.sum()
-        return Goal(z, inputs.detach(), target, target_linear, region, key_star, ck, cw)
-
-    def _pair_differences(self, hooked: HookedLayer, inputs: LayerInputs) -> tuple[Tensor, Tensor]:
-        """A swap must change W(k_a − k_b) (to −(v_a − v_b)) and keep W(k_a + k_b): its
-        directions come from the pairs' key differences at the masked places, not from the
-        keys the two scenes share (those would move both tables alike)."""
-        keys = hooked.keys_from(inputs)
-        n = len(self.pairs)
-        diff = flat_keys(keys[:n] - keys[n:])
-        w = torch.stack([p.resized(tuple(keys.shape[2:])) for p in self.pairs]).to(keys).reshape(-1)
-        keep = w > 0
-        return diff[keep], w[keep]
-
-
-def _res(t: Tensor) -> str:
-    return "×".join(str(s) for s in t.shape[2:]) or "1"
-
-
-def _require_spatial(size: tuple[int, ...], hooked: HookedLayer) -> None:
-    if len(size) != 2:
-        raise RewriteError(f"copy and erase requests need a layer with 2-D feature maps; {hooked.name} outputs shape {size}")
-
-
-def paste_at_center(
-    values: Tensor, clip: Tensor, center: tuple[int, int], area: Tensor | None = None
-) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Paste ``clip`` into ``values`` centred at ``center`` (kept inside the map), alpha-
-    blended by ``area``; returns the new map and the pasted box (top, left, bottom, right)."""
-    out = values.clone()
-    ch, cw = clip.shape[2:]
-    h, w = values.shape[2:]
-    t = max(0, min(h - ch, center[0] - ch // 2))
-    l = max(0, min(w - cw, center[1] - cw // 2))  # noqa: E741
-    b, r = t + ch, l + cw
-    if area is None:
-        out[:, :, t:b, l:r] = clip
-    else:
-        a = area.to(values)[None, None]
-        out[:, :, t:b, l:r] = (1 - a) * out[:, :, t:b, l:r] + a * clip
-    return out, (t, l, b, r)
-
-
-def dissect_units(keys: Tensor, weights: Tensor, unit_second_moment: Tensor, count: int) -> list[int]:
-    """GAN Dissection's choice: the ``count`` key channels whose squared activation,
-    relative to its overall mean square, is largest inside the selected regions."""
-    if count > keys.shape[1]:
-        raise RewriteError(f"cannot choose {count} units from a layer with {keys.shape[1]} key channels")
-    score = (keys.pow(2) / unit_second_moment.clamp_min(1e-20)[None] * weights[:, None]).sum(0) / weights.sum()
-    return score.argsort(descending=True)[:count].tolist()

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from .errors import RewriteError
-from .limits import MAX_SAMPLES
+from ..errors import RewriteError
+from ..limits import MAX_SAMPLES
 
 _CHUNK = 65_536
 

@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from . import memory
-from .atomic import atomic_path, write_text
-from .errors import RewriteError
+from ..atomic import atomic_path, write_text
+from ..errors import RewriteError
 from .fingerprint import module_fingerprint
 
 FORMAT = "lightning-rewrite-edit/1"
@@ -68,24 +68,6 @@ class Edit:
     base_fingerprint: str
     result_fingerprint: str
     spec: dict[str, Any] = field(default_factory=dict)
-
-    # -- building -------------------------------------------------------------------------
-
-    @classmethod
-    def from_module(cls, module: Any, base_fingerprint: str, spec: dict[str, Any]) -> "Edit":
-        """The edit a fitted RewriteModule made (its generator must hold the edited weights)."""
-        generator = module.edited_generator()
-        h = module.hooked
-        if module.method == "all_weights":
-            before = module.original_state
-            changes = [WeightChange(name, before[name].clone(), edited=p.detach().clone())
-                       for name, p in generator.named_parameters() if not torch.equal(p.detach(), before[name])]
-        else:
-            change = module.change()
-            edited = None if change.lam is not None else h.weight.detach().clone()
-            changes = [WeightChange(h.weight_name, module.weight0.detach().clone(), change.key_axis,
-                                    change.directions, change.lam, edited)]
-        return cls(changes, base_fingerprint, module_fingerprint(generator), spec)
 
     @property
     def layer(self) -> str:
@@ -213,9 +195,3 @@ def apply_edits(model: nn.Module, paths: list[str], force: bool = False) -> list
         e.apply(model, force=force)
     return edits
 
-
-def revert_edits(model: nn.Module, edits: list[Edit], force: bool = False) -> nn.Module:
-    """Undo a stack of applied edits, last first."""
-    for e in reversed(edits):
-        e.revert(model, force=force)
-    return model

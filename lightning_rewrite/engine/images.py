@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_path
-from .data import LatentSampler
+from ..atomic import atomic_path
+from .latents import LatentSampler
 from .layer import HookedLayer
 from .request import EditRequest
 

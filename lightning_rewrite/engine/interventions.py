@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .data import LatentSampler
-from .errors import RewriteError
+from .latents import LatentSampler
+from ..errors import RewriteError
 
 
 def has_w_space(generator: nn.Module) -> bool:

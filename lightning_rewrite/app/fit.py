@@ -14,39 +14,33 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import RichProgressBar
+from rich.console import Console
 
-from . import loggers
-from .atomic import write_text
-from .build import Model, build_request, check_layer, load_model
-from .callbacks import EditImages, KeyCovariance, ProjectedOptimizer
+from .. import loggers
+from ..atomic import write_text
+from ..callbacks import EditImages, ProjectedOptimizer
+from ..engine.edit import Edit
+from ..engine.fingerprint import module_fingerprint
+from ..engine.methods import METHODS
+from ..engine.perceptual import perceptual_distance
+from ..engine.request import EditRequest
+from ..errors import RewriteError
+from ..models.saving import save_generator
+from ..module import RewriteModule
+from ..vocabulary import SHOWN
+from .assemble import Model, build_request, check_layer, load_model
 from .config import learning_rate
-from .edit import Edit
-from .errors import RewriteError
-from .fingerprint import module_fingerprint
-from .models.saving import save_generator
-from .module import RewriteModule
-from .perceptual import perceptual_distance, perceptual_name
-from .request import EditRequest
+from .measures import EditMeasures
+from .report import table
 from .rundir import run_directory
+from .stats import key_statistics
 
 log = logging.getLogger(__name__)
-#: Samples shown before/after (from ``sample.start`` on: held out from the selections).
-SHOWN = 16
-
-
-def key_statistics(cfg: DictConfig, module: RewriteModule) -> dict[str, Any]:
-    """Give the module its key statistics (cached when ``stats.cache``); report time and source."""
-    cov = KeyCovariance(samples=cfg.stats.samples, batch_size=cfg.stats.batch_size,
-                        cache_dir=None if cfg.stats.cache else False, progress=cfg.progress)
-    start = time.perf_counter()
-    module.set_key_moment(cov.compute(None, module.hooked, module.latents))
-    return {"stats_seconds": round(time.perf_counter() - start, 2), "stats_source": cov.last_source,
-            "stats_samples": cfg.stats.samples}
 
 
 def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
     e = cfg.edit
-    perceptual = perceptual_distance(e.perceptual, model.segmenter) if e.method == "all_weights" else None
+    perceptual = perceptual_distance(e.perceptual, model.segmenter) if METHODS[e.method].image_space else None
     return RewriteModule(model.generator, e.layer, request, method=e.method, rank=e.rank,
                          parametrization=e.parametrization, lr=learning_rate(e), loss=e.loss, lr_schedule=e.lr_schedule,
                          latents=model.latents, perceptual=perceptual, perceptual_weight=e.perceptual_weight,
@@ -92,23 +86,14 @@ def check_trainer(cfg: DictConfig) -> None:
                            f"cannot run on this machine ({first[:160]}); try trainer.accelerator=auto") from None
 
 
-def quick_measures(model: Model, cfg: DictConfig, before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
-    """On the shown held-out samples (unedited, edited), with the world's segmenter: how much of
-    the source class became the target class (copy recipes) or remains (erase / paired)."""
+def quick_measures(model: Model, cfg: DictConfig, before: torch.Tensor, after: torch.Tensor) -> dict[str, Any]:
+    """``test``'s measures on the pictured held-out samples (unedited, edited), named with the
+    number of samples they saw: a first look, not the test."""
     if model.segmenter is None or not cfg.select.source:
         return {}
-    from .worlds.measures import region_efficacy
-
-    lb, la = model.segmenter.labels(before), model.segmenter.labels(after)
-    classes = model.world.classes
-    out = {}
-    src = cfg.select.source[0]
-    if cfg.edit.kind == "copy" and cfg.select.target:
-        out[f"efficacy_{src}_to_{cfg.select.target[-1]}_shown{SHOWN}"] = region_efficacy(lb, la, classes, src,
-                                                                                       cfg.select.target[-1])
-    out[f"{src}_pixels_before_shown{SHOWN}"] = int((lb == classes.index(src)).sum())
-    out[f"{src}_pixels_after_shown{SHOWN}"] = int((la == classes.index(src)).sum())
-    return out
+    measures = EditMeasures(cfg, model, quick=True)
+    measures.update(before, after)
+    return {f"{k}_shown{SHOWN}": v for k, v in measures.compute().items()}
 
 
 def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: RewriteModule) -> dict[str, Any]:
@@ -126,9 +111,13 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
                   "base_fingerprint": model.base_fingerprint, "edits_before": [ed.spec.get("recipe") for ed in model.edits]},
         "solver": {"optimizer": "adam", "lr": learning_rate(e), "steps": cfg.trainer.max_steps, "loss": e.loss,
                    "parametrization": e.parametrization, "lr_schedule": e.lr_schedule,
-                   "project_every": e.project_every if e.parametrization in ("projected", "svd") else None},
-        "condition_number": module.condition,
+                   "project_every": e.project_every if module.method.projects else None},
+        "condition_number": module.method.condition,
     }
+
+
+def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> None:
+    console.print(table(f"fit {cfg.recipe}: {out}", fit(cfg, overrides, out)))
 
 
 def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
@@ -144,27 +133,22 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
         try:
             metrics: dict[str, Any] = {}
             if module.needs_statistics:
-                metrics.update(key_statistics(cfg, module))
+                found, seconds = key_statistics(cfg, module.hooked, module.latents)
+                module.set_key_moment(found.moment)
+                metrics.update(stats_seconds=seconds, stats_source=found.source, stats_samples=cfg.stats.samples)
             title = f"{cfg.recipe}: {cfg.edit.method} rank {cfg.edit.rank} at {cfg.edit.layer}"
             pictures = EditImages(tmp, start=cfg.sample.start, n=SHOWN, title=title)
-            trainer = _trainer(cfg, logger, tmp, module.projection() is not None, pictures)
+            trainer = _trainer(cfg, logger, tmp, module.method.projects, pictures)
             start = time.perf_counter()
             trainer.fit(module)
             if trainer.interrupted:
                 raise RewriteError(f"fit of {cfg.recipe} was interrupted; {out} is unchanged")
             metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
-            with torch.no_grad():
-                metrics["constraint_loss"] = float(module.goal_loss())
-            if module.lam is not None:
-                metrics["lambda_norm"] = float(module._lambda().detach().norm())
-            metrics["steps"] = cfg.trainer.max_steps
-            if module.method == "all_weights":
-                metrics["image_distance"] = "l1" + (f" + {cfg.edit.perceptual_weight} * {perceptual_name(module.perceptual)}"
-                                                    if module.perceptual is not None else "")
+            metrics.update(module.method.report(), steps=cfg.trainer.max_steps)
             edited = module.edited_generator().eval()
             metrics.update(quick_measures(model, cfg, *pictures.samples))
             spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
-            edit = Edit.from_module(module, base_fingerprint, spec)
+            edit = Edit(module.changes(), base_fingerprint, module_fingerprint(edited), spec)
             edit_path = edit.save(tmp / "edit.safetensors")
             save_generator(edited, tmp, model.source)
             request.save(tmp / "request.json")

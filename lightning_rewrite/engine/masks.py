@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .errors import RewriteError
+from ..errors import RewriteError
 
 _DATA_URL = re.compile(r"^data:image/[a-z]+;base64,")
 

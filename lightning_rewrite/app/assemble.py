@@ -12,13 +12,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .data import LatentSampler
-from .edit import Edit, apply_edits
-from .errors import RewriteError
-from .fingerprint import module_fingerprint
-from .layer import HookedLayer
-from .limits import MAX_SAMPLES
-from .request import EditRequest
+from ..engine.latents import LatentSampler
+from ..engine.edit import Edit, apply_edits
+from ..errors import RewriteError
+from ..engine.fingerprint import module_fingerprint
+from ..engine.layer import HookedLayer
+from ..limits import MAX_SAMPLES
+from ..engine.request import EditRequest
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def _device_of(module: nn.Module) -> torch.device:
 
 def load_model(cfg: DictConfig, with_segmenter: bool = True) -> Model:
     """The configured generator (a checkpoint, else the world's), truncation set, edits applied."""
-    from .models.loading import load_generator
-    from .worlds import get_world
+    from ..models.loading import load_generator
+    from ..worlds import get_world
 
     world = get_world(cfg.model.world) if cfg.model.world else None
     if cfg.model.checkpoint:
@@ -124,7 +124,7 @@ def intervene_with_segmenter(request: EditRequest, model: Model) -> None:
     pending = [p.intervention for p in request.pairs if p.intervention is not None and not p.intervention.units]
     if not pending or model.segmenter is None or "window" not in model.world.classes:
         return
-    from .worlds.selections import class_units
+    from ..worlds.selections import class_units
 
     units = class_units(model.generator, model.segmenter, model.world.classes, "window", pending[0].layer)
     log.info("window units of %s chosen by dissection with the %s segmenter: %s", pending[0].layer, model.world.name, units)
@@ -169,7 +169,7 @@ def select_request(cfg: DictConfig, model: Model) -> EditRequest:
     if model.world is None or model.segmenter is None:
         raise RewriteError("edit.request=PATH is needed: without an embedded world (model.world) there is no "
                            "segmenter to choose selections with")
-    from .worlds import selections
+    from ..worlds import selections
 
     classes = model.world.classes
     unknown = [c for c in [*s.source, *s.target, *s.require, *s.exclude] if c not in classes]

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import current_umask
-from .errors import RewriteError
+from ..atomic import current_umask
+from ..errors import RewriteError
 
 MARKER = ".lightning_rewrite.json"
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.(tmp|old)$")
@@ -115,7 +115,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 def write_marker(directory: Path, command: str, temporary: bool = False) -> None:
     record = {"tool": "lightning-rewrite", "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "pid": os.getpid(), "temporary": temporary}
-    from . import __version__
+    from ..version import __version__
 
     record["version"] = __version__
     (directory / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import LatentSampler
-from .request import EditRequest
+from ..engine.latents import LatentSampler
+from ..engine.request import EditRequest
 
 
 class BlocksGenerator(nn.Module):

@@ -1,50 +1,42 @@
-"""``test``: draw held-out samples with and without an edit (same latents), in batches, score both
-with the world's segmenter through the metrics in ``metrics/``, and write what changed: JSON, and
-grids of the samples that changed most and least."""
+"""What an edit did to a recipe's samples, measured batch by batch with the world's segmenter
+through the metrics in ``metrics/``: ``test`` measures held-out samples, ``fit`` the few it
+pictures."""
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from . import images
-from .atomic import write_text
-from .build import Model, load_model
-from .edit import Edit
-from .errors import RewriteError
-from .interventions import LatentToggle, Toggled
-from .metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
-from .rundir import run_directory
-from .sampling import batches
+from ..engine.interventions import LatentToggle, Toggled
+from ..errors import RewriteError
+from ..metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
+from ..vocabulary import MIN_PIXELS
+from .assemble import Model
 
 log = logging.getLogger(__name__)
-SHOWN = 8
-#: A class counts as shown in an image from this many pixels on.
-MIN_PIXELS = 10
 #: A rule's cause is toggled along a latent direction found on these samples (the selection
 #: pool's, never the held-out ones measured).
 TOGGLE_SAMPLES = 500
 
 
 class EditMeasures:
-    """The metrics that fit a recipe, updated batch by batch with unedited/edited images."""
+    """The metrics that fit a recipe, updated batch by batch with unedited/edited images.
+    ``quick``: the segmenter's measures alone (no LPIPS, no rule pairs), for a first look."""
 
-    def __init__(self, cfg: DictConfig, model: Model) -> None:
+    def __init__(self, cfg: DictConfig, model: Model, quick: bool = False) -> None:
         self.classes = model.world.classes if model.world is not None else ()
         self.segmenter = model.segmenter
         self.kind = cfg.edit.kind
         self.source = [self.classes.index(c) for c in cfg.select.source] if self.segmenter is not None else []
         self.change = {"masked_l1": MaskedL1()}
+        self.lpips_note = None
         try:
-            self.change["masked_lpips"] = MaskedLPIPS()
-            self.lpips_note = None
+            if not quick:
+                self.change["masked_lpips"] = MaskedLPIPS()
         except RewriteError as e:
             self.lpips_note = str(e)
             log.warning("masked LPIPS skipped: %s", e)
@@ -58,7 +50,7 @@ class EditMeasures:
             w = self.classes.index("watermark")
             self.watermark = (WatermarkRate(w), WatermarkRate(w))
         self.toggle, self.rule = None, None
-        if "reflection" in self.classes and self.segmenter is not None:
+        if "reflection" in self.classes and self.segmenter is not None and not quick:
             self.toggle = LatentToggle.fit(model.generator, self.segmenter, self.classes.index("window"),
                                            model.latents, range(TOGGLE_SAMPLES))
             self.rule = (RuleCorrelation(), RuleCorrelation())
@@ -105,7 +97,7 @@ class EditMeasures:
 
     def update_rule(self, pairs: list[Tensor]) -> None:
         """Window vs reflection brightness within pairs of the same scene, before and after."""
-        from .worlds.measures import window_pair_brightness
+        from ..worlds.measures import window_pair_brightness
 
         for metric, k in zip(self.rule, (0, 2)):
             imgs = (pairs[k], pairs[k + 1])
@@ -133,40 +125,3 @@ class EditMeasures:
             out["rule_pairs"] = int(self.rule[0].n) // 2
             out["rule_pairs_made_by"] = f"a direction in {self.toggle.space} space toggling the window"
         return out
-
-
-def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
-    """Measure the edit at ``edit_path`` on ``test.n`` held-out samples; write under ``out``."""
-    model = load_model(cfg)
-    edit = Edit.load(edit_path)
-    edited = edit.apply(copy.deepcopy(model.generator), force=cfg.model.force)
-    measures = EditMeasures(cfg, model)
-    idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
-    changes = []
-    pairs = measures.pair_generators(model.generator, edited)
-    generators = [model.generator, edited, *pairs]
-    for before, after, *paired in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
-                                          "test samples"):
-        measures.update(before, after, paired)
-        changes.append((after - before).abs().flatten(1).mean(1))
-    change = torch.cat(changes)
-    device = next(model.generator.parameters()).device
-    metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, "n": len(idx),
-               "mean_abs_change": float(change.mean()), **measures.compute()}
-    order = change.argsort(descending=True)
-    with run_directory(out, "test", nested=True) as tmp, torch.no_grad():
-        for name, pick in (("largest_change", order[:SHOWN]), ("smallest_change", order.flip(0)[:SHOWN])):
-            shown = [idx[int(i)] for i in pick]
-            z = model.latents.take(shown).to(device)
-            rows = images.before_after(images.unit(model.generator(z)), images.unit(edited(z)), shown)
-            title = f"{cfg.recipe}: the {SHOWN} test samples of {len(idx)} with the {name.replace('_', ' ')} ({edit.describe()})"
-            images.save_png(images.figure(rows, title), tmp / f"{name}.png")
-        if pairs:  # rows: unedited without / with the cause, then edited without / with it
-            shown = list(idx[:SHOWN])
-            z = model.latents.take(shown).to(device)
-            labels = ("unedited, without", "unedited, with", "edited, without", "edited, with")
-            rows = [images.Row(images.unit(g(z)), label, [f"#{i}" for i in shown]) for g, label in zip(pairs, labels)]
-            title = f"{cfg.recipe}: one scene without and with the cause, before and after the edit ({edit.describe()})"
-            images.save_png(images.figure(rows, title), tmp / "rule_pairs.png")
-        write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    return metrics

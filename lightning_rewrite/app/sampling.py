@@ -9,8 +9,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from . import images
-from .data import LatentSampler
+from ..engine import images
+from ..engine.latents import LatentSampler
 
 
 def batches(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,

@@ -1,6 +1,8 @@
-"""Typed configuration of the recipe commands (``fit``, ``test``, ``sample``, ``stats``, ``layers``):
-dataclass schemas merged as OmegaConf structured configs, so a recipe YAML or a ``key=value``
-override naming an unknown field, or a value of the wrong type, is an error."""
+"""Typed configuration of every command: dataclass schemas merged as OmegaConf structured
+configs, so a recipe YAML or a ``key=value`` override naming an unknown field, or a value of the
+wrong type, is an error. Recipe commands (``fit``, ``test``, ``sample``, ``select``, ``stats``,
+``layers``) read :class:`RunConfig`; the world commands read :class:`PretrainConfig` and
+:class:`SegmenterConfig`."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import RewriteError
-from .limits import MAX_SAMPLES
+from ..errors import RewriteError
+from ..limits import MAX_SAMPLES
+from ..vocabulary import ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, METHODS, PERCEPTUAL
 
 
 def setting(default: Any = None, meaning: str = "", factory: Any = None) -> Any:
@@ -137,16 +140,6 @@ class RunConfig:
 RECIPE_ONLY = ("description", "needs")
 
 
-LOGGERS = ("wandb", "csv", "tensorboard", "none")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-KINDS = ("copy", "erase", "paired")
-METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
-PERCEPTUAL = ("auto", "lpips", "segmenter", "none")
-#: Adam's default rate per method: one layer's weight takes large steps; every weight of the
-#: generator at that rate would wreck it (all_weights at 0.05 changed the image 0.44 in L1).
-DEFAULT_LR = {"rank_s": 0.05, "full_layer": 0.05, "all_weights": 0.002, "dissect": 0.05}
-
-
 def learning_rate(edit: Any) -> float:
     """``edit.lr``, or the method's default."""
     return edit.lr if edit.lr is not None else DEFAULT_LR[edit.method]
@@ -234,6 +227,60 @@ def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig
         raise RewriteError(f"bad configuration: {_omegaconf_message(e)}") from None
     validate(cfg)
     return cfg
+
+
+@dataclass
+class PretrainConfig:
+    """``pretrain``: train a world's generator (the defaults are :func:`worlds.pretrain.pretrain`'s)."""
+
+    world: str = setting("churches", "the world whose generator to train: churches, faces, kitchens")
+    out: Optional[str] = setting(None, "training directory (default runs/pretrain/<world>); resumes one pretrain wrote")
+    iterations: int = setting(10_000, "G/D iterations to reach (a resumed run continues to this count)")
+    batch_size: int = setting(16, "renders per batch")
+    seed: int = setting(0, "seed of the weights and the render stream")
+    sample_every: int = setting(250, "iterations between sample grids (samples/iter_N.png)")
+    checkpoint_every: int = setting(100, "iterations between resumable checkpoints")
+    progress: bool = setting(True, "show a progress bar")
+    export: Optional[str] = setting(None, "where the EMA generator goes (default out/generator.safetensors)")
+    oversample: Optional[str] = setting(None, "FLAG:SHARE[,FLAG:SHARE…]: real batches drawn so a rare rule shows "
+                                              "at that share")
+    lr: float = setting(2e-3, "Adam's rate (applies to a resumed run too)")
+    blur: float = setting(0.0, "σ in pixels of the blur D judges through (a stage that teaches a fine rule)")
+
+
+@dataclass
+class SegmenterConfig:
+    """``segmenter``: train a world's segmenter (the defaults are :func:`worlds.segmenter.train_segmenter`'s)."""
+
+    world: str = setting("churches", "the world whose segmenter to train")
+    steps: int = setting(1500, "optimiser steps")
+    batch_size: int = setting(32, "renders per step")
+    seed: int = setting(0, "seed of the weights and the render stream")
+    export: Optional[str] = setting(None, "where the weights go (default the shipped file)")
+    progress: bool = setting(True, "show a progress bar")
+    init: Optional[str] = setting(None, "weights to fine-tune from: a path, or 'shipped'")
+    lr: float = setting(3e-3, "the one-cycle schedule's peak rate")
+
+
+#: Each world command's schema.
+WORLD_SCHEMAS: dict[str, type] = {"pretrain": PretrainConfig, "segmenter": SegmenterConfig}
+
+
+def load_world_config(command: str, overrides: list[str]) -> dict[str, Any]:
+    """A world command's settings: its schema's defaults, then the ``key=value`` overrides."""
+    schema = WORLD_SCHEMAS[command]
+    valid = ", ".join(f.name for f in fields(schema))
+    for item in overrides:
+        if "=" not in item:
+            raise RewriteError(f"argument {item!r} is not key=value; valid keys for {command}: {valid}")
+        key = item.split("=", 1)[0]
+        if key not in {f.name for f in fields(schema)}:
+            raise RewriteError(f"unknown key {key!r} for {command}; valid keys: {valid}")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as e:
+        raise RewriteError(f"bad {command} setting: {_omegaconf_message(e)}") from None
+    return OmegaConf.to_container(cfg)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from . import memory
-from .errors import RewriteError
+from ..errors import RewriteError
 from .fingerprint import tensor_fingerprint
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,116 @@
+"""The command line: ``python -m lightning_rewrite COMMAND [recipe=NAME] [key=value ...]``
+(OmegaConf dotlist overrides over a recipe YAML and the schemas in ``config.py``). It parses and
+dispatches; each command is a module of this package with a ``run`` function. Bad input is one
+error line and exit code 2, with nothing written."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from ..errors import RewriteError
+
+#: Recipe commands (they read a RunConfig) and what each does.
+RECIPE_COMMANDS = {
+    "fit": "make the recipe's edit; writes the edited generator, edit.safetensors/.json, before_after.png, metrics.json",
+    "test": "measure an edit on held-out samples (with and without it); writes <out>/test/metrics.json and grids",
+    "sample": "draw sample.n images from the model with model.edits applied; writes <out>/sample/samples.png",
+    "select": "choose the recipe's selections among the world's samples; writes <out>/select/request.json and "
+              "selections.png (stored with the recipe under recipes/requests/, fit uses them without segmenting)",
+    "stats": "compute and cache the key statistics of the model at edit.layer",
+    "layers": "list the rewritable layers of the model (model.checkpoint=PATH or the world's generator)",
+}
+#: World commands (each reads its own schema) and what each does.
+WORLD_COMMANDS = {
+    "pretrain": "train a world's generator (resumable; writes samples/, checkpoints/, logs/, generator.safetensors)",
+    "segmenter": "train a world's segmenter on fresh renders and report its IoU",
+}
+COMMANDS = (*RECIPE_COMMANDS, *WORLD_COMMANDS)
+#: Where each recipe command writes, below the run directory (``fit`` writes the run directory itself).
+SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select"}
+#: Commands that need a recipe named.
+NEED_RECIPE = ("fit", "test")
+
+
+def _command(name: str):  # noqa: ANN202 - a module with run()
+    return importlib.import_module(f".{name}", __package__)
+
+
+def _check_outputs(command: str, cfg, out: Path) -> None:  # noqa: ANN001 - a DictConfig
+    """Refuse, before any work, an output the tool did not write (see ``rundir``)."""
+    from .rundir import check_out
+
+    if command == "fit":
+        check_out(out, "fit", cfg.overwrite)
+    elif command in SUBDIRECTORY:
+        check_out(out, command, overwrite=True)  # a run directory of the tool, or a new one
+        check_out(out / SUBDIRECTORY[command], command)
+
+
+def _run_recipe(command: str, overrides: list[str]) -> None:
+    from . import config
+
+    cfg = config.load_config(overrides, require_recipe=command in NEED_RECIPE)
+    if cfg.print_config:
+        Console().print(config.to_yaml(cfg), highlight=False, soft_wrap=True)
+        return
+    out = config.out_dir(cfg)
+    _check_outputs(command, cfg, out)
+    _command(command).run(cfg, overrides, out, Console())
+
+
+def _usage(command: str | None = None) -> str:
+    from . import config
+
+    lines = ["usage: python -m lightning_rewrite COMMAND [recipe=NAME] [key=value ...]", "", "commands:"]
+    for name, text in {**RECIPE_COMMANDS, **WORLD_COMMANDS}.items():
+        if command in (None, name):
+            lines.append(f"  {name:10s} {text}")
+            if name in WORLD_COMMANDS:
+                for key, (default, meaning) in config.field_help(config.WORLD_SCHEMAS[name]).items():
+                    lines.append(f"  {'':10s}   {key}={default}  {meaning}")
+    if command is None or command in RECIPE_COMMANDS:
+        lines += ["", "recipes (recipe=NAME, required by fit and test):"]
+        lines += [f"  {n:22s} {d}" for n, d in config.recipe_summaries().items()]
+        lines += ["", "configuration (key=default  meaning; a recipe sets some of them; print_config=true shows the result):"]
+        for key, (default, meaning) in config.field_help().items():
+            if key in config.RECIPE_ONLY:
+                continue
+            shown = "NAME" if key == "recipe" else default
+            lines.append(f"  {key}={shown}  {meaning}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    console = Console(stderr=True)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        Console().print(_usage(), highlight=False, soft_wrap=True, markup=False)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        console.print(f"[red]error:[/red] unknown command {command!r}; valid commands: {', '.join(COMMANDS)}",
+                      highlight=False, soft_wrap=True)
+        return 2
+    if any(a in ("-h", "--help") for a in rest):
+        Console().print(_usage(command), highlight=False, soft_wrap=True, markup=False)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .quiet import quiet_libraries
+
+    try:
+        with quiet_libraries():
+            if command in WORLD_COMMANDS:
+                from .config import load_world_config
+
+                _command(command).run(load_world_config(command, rest))
+            else:
+                _run_recipe(command, rest)
+    except RewriteError as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        return 2
+    return 0

@@ -1,0 +1,25 @@
+"""``sample``: draw ``sample.n`` images from the model with ``model.edits`` applied; writes
+``<out>/sample/samples.png`` (a labelled grid) and, when asked, one PNG per sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.console import Console
+
+from .assemble import load_model
+from .rundir import run_directory
+from .sampling import draw, write_samples
+
+
+def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> None:
+    model = load_model(cfg, with_segmenter=False)
+    idx = range(cfg.sample.start, cfg.sample.start + cfg.sample.n)
+    (samples,) = draw([model.generator], model.latents, idx, cfg.stats.batch_size, cfg.progress)
+    with run_directory(out / "sample", "sample", nested=True) as tmp:
+        label = f"{len(model.edits)} edit{'s' if len(model.edits) != 1 else ''}" if model.edits else "unedited"
+        title = f"{cfg.recipe}: samples {idx.start} to {idx.stop - 1}, " + (
+            "edited by " + ", ".join(e.spec.get("recipe") or e.describe() for e in model.edits) if model.edits else "unedited")
+        written = write_samples(samples, idx, tmp, cfg.sample.grid, cfg.sample.folder, label, title)
+    console.print(f"{len(idx)} samples ({label}) → {out / 'sample'} ({len(written)} files)")
