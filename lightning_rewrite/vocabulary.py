@@ -1,27 +1,45 @@
-"""Every vocabulary of the project, named once. Torch-free, so that the configuration checks
-values (and ``--help`` lists them) without importing the engine; the engine's registries are
-keyed by these names."""
+"""Every vocabulary of the project, named once, each name with what it means. Torch-free, so
+that the configuration checks values (and ``--help`` explains them) without importing the
+engine; the engine's registries are keyed by these names."""
 
 #: The ways of editing (``engine.methods.METHODS`` maps each to its class).
-METHODS = ("rank_s", "full_layer", "all_weights", "dissect")
+METHODS = {
+    "rank_s": "the paper: a rank-S change along the context directions",
+    "full_layer": "Eq. 6: all of the layer's weight",
+    "all_weights": "Eq. 2-3: every weight, in image space",
+    "dissect": "erase: zero the units' columns",
+}
 #: Adam's default rate per method: one layer's weight takes large steps; every weight of the
 #: generator at that rate would wreck it (all_weights at 0.05 changed the image 0.44 in L1).
 DEFAULT_LR = {"rank_s": 0.05, "full_layer": 0.05, "all_weights": 0.002, "dissect": 0.05}
-#: rank_s: what the optimiser moves (Λ itself, or W projected onto D, with D from the context or the change's SVD).
-PARAMETRIZATIONS = ("lambda", "projected", "svd")
+#: rank_s: what the optimiser moves.
+PARAMETRIZATIONS = {
+    "lambda": "optimise Λ",
+    "projected": "optimise W, project onto D every project_every steps, as the official code",
+    "svd": "optimise W, D from the change's SVD",
+}
 #: The goal's distance over its region.
-LOSSES = ("l1", "mse")
+LOSSES = {"l1": "official", "mse": "the paper's L2"}
 #: The learning-rate schedule over ``max_steps``.
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = {"cosine": "decays to zero", "constant": "official"}
 #: Request kinds (``engine.goal.GOALS`` maps each to the goal it builds).
-KINDS = ("copy", "erase", "paired")
+KINDS = {"copy": "copy, paste, context", "erase": "zero units, keep the rest", "paired": "swap within pairs"}
 #: all_weights' image distance besides L1.
-PERCEPTUAL = ("auto", "lpips", "segmenter", "none")
+PERCEPTUAL = {"auto": "LPIPS when its backbone is present, else the segmenter's features", "lpips": "spatial LPIPS",
+              "segmenter": "the world segmenter's features", "none": "L1 alone"}
 #: Run loggers.
-LOGGERS = ("wandb", "csv", "tensorboard", "none")
+LOGGERS = {"wandb": "offline unless you are logged in", "csv": "metrics.csv", "tensorboard": "event files",
+           "none": "no logger"}
 #: Lightning's accelerators.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 #: A class is present in a sample when its segmentation covers at least this many pixels.
 MIN_PIXELS = 10
 #: Held-out samples a picture shows (fit's before/after, test's largest and smallest changes).
 SHOWN = 16
+
+
+def choices(vocabulary: dict[str, str] | tuple[str, ...]) -> str:
+    """``a (meaning) | b (meaning)``: a vocabulary as ``--help`` shows it."""
+    if isinstance(vocabulary, dict):
+        return " | ".join(f"{name} ({meaning})" for name, meaning in vocabulary.items())
+    return " | ".join(vocabulary)

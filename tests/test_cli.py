@@ -8,12 +8,32 @@ import torch
 from lightning_rewrite.app.cli import main
 from lightning_rewrite.models import StyleGAN2Generator
 
+pytestmark = pytest.mark.slow  # runs the commands
+
 
 def test_help_lists_commands_and_their_keys(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for text in ("pretrain", "segmenter", "layers", "world=churches", "iterations=10000"):
         assert text in out
+
+
+@pytest.mark.parametrize("command,function", [("pretrain", "lightning_rewrite.worlds.pretrain:pretrain"),
+                                              ("segmenter", "lightning_rewrite.worlds.segmenter:train_segmenter")])
+def test_a_world_command_has_the_defaults_of_the_function_it_calls(command, function):
+    """The command's schema (what --help shows) and the library function agree on every default."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from lightning_rewrite.app.config import WORLD_SCHEMAS
+
+    module, name = function.split(":")
+    signature = inspect.signature(getattr(importlib.import_module(module), name))
+    schema = {f.name: f.default for f in dataclasses.fields(WORLD_SCHEMAS[command])}
+    assert set(schema) == set(signature.parameters)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+    assert defaults == {k: schema[k] for k in defaults}
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import torch
 from conftest import BlocksGenerator
 from lightning_rewrite import HookedLayer, LatentSampler
 from lightning_rewrite.engine.stats import collect_second_moment
+
+pytestmark = pytest.mark.slow  # starts two processes
 
 
 def test_ddp_key_covariance_equals_one_process(tmp_path):

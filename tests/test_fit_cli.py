@@ -18,6 +18,8 @@ from lightning_rewrite.models import load_generator
 from lightning_rewrite.engine.request import EditRequest
 from lightning_rewrite.worlds import get_world
 
+pytestmark = pytest.mark.slow  # runs the commands
+
 FAST = ["trainer.max_steps=20", "stats.samples=100", "progress=false"]
 EDITABLE = ["domes_to_trees", "domes_to_spires", "spires_to_domes", "smile", "watermark", "reflection"]
 

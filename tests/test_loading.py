@@ -76,6 +76,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_unreadable_inputs_are_one_line_for_every_command_and_never_run(tmp_path, capsys):
     import pickle
 
@@ -137,6 +138,7 @@ def test_describe_layers_lists_what_a_user_needs_to_pick_one():
                         "value_shape": [4, 16, 16], "resolution": "16×16"}
 
 
+@pytest.mark.slow
 def test_the_layers_command_lists_a_checkpoints_layers(tmp_path, capsys):
     from lightning_rewrite.models.__main__ import main
 

@@ -34,6 +34,7 @@ def _held_out_change(module: RewriteModule, z: torch.Tensor, matched: torch.Tens
     return float(change[~matched].mean())
 
 
+@pytest.mark.slow
 def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks, capsys):
     request = domes_to_trees(blocks)
     rank1 = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1), 300)
@@ -67,6 +68,7 @@ def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks,
 
 
 @pytest.mark.parametrize("steps", [1, 7, 20])
+@pytest.mark.slow
 def test_projected_optimizer_keeps_the_change_in_span_of_d(blocks, steps):
     request = domes_to_trees(blocks)
     module = RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=2, parametrization="projected",
@@ -81,6 +83,7 @@ def test_projected_optimizer_keeps_the_change_in_span_of_d(blocks, steps):
     assert torch.allclose(factored.new_weight(module.method.weight0), module.hooked.weight, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_projected_parametrization_adds_its_projector_and_lambda_needs_none(blocks):
     request = domes_to_trees(blocks)
     module = RewriteModule(blocks, "layer3.0", request, parametrization="projected", warm_start=False)
@@ -94,6 +97,7 @@ def test_projected_parametrization_adds_its_projector_and_lambda_needs_none(bloc
     assert sum(isinstance(c, KeyCovariance) for c in trainer.callbacks) == 1  # added with its defaults
 
 
+@pytest.mark.slow
 def test_all_weights_baseline_trains_every_weight(blocks):
     request = domes_to_trees(blocks)
     module = RewriteModule(blocks, "layer3.0", request, method="all_weights", lr=0.01)

@@ -18,6 +18,8 @@ from lightning_rewrite.app.cli import main
 from lightning_rewrite.errors import RewriteError
 from lightning_rewrite.app.rundir import MARKER, check_out, remove_stale_temporaries, run_directory
 
+pytestmark = pytest.mark.slow  # runs the commands
+
 FAST = ["recipe=domes_to_trees", "trainer.max_steps=5", "stats.samples=50", "progress=false", "logger=none"]
 
 

@@ -21,6 +21,7 @@ def test_the_churches_world_ships_its_segmenter():
 
 
 @pytest.mark.parametrize("name", SHIPPED_SEGMENTERS)
+@pytest.mark.slow
 def test_a_shipped_segmenter_reads_fresh_renders(name):
     iou = evaluate(get_world(name).load_segmenter(), name, n=200)
     assert all(iou[c] >= 0.90 for c in LARGE[name]), iou

@@ -89,6 +89,7 @@ def rosinality_layout(size: int, style_dim: int, n_mlp: int, channel_multiplier:
     return shapes
 
 
+@pytest.mark.slow
 def test_a_full_size_256px_rosinality_checkpoint_loads_and_samples_deterministically(tmp_path):
     layout = rosinality_layout(256, 512, 8, 2)
     assert len(layout) == 135
@@ -122,6 +123,7 @@ def test_official_layer_numbering_and_modulated_keys():
     assert HookedLayer(model, "layer2").name == "conv1"
 
 
+@pytest.mark.slow
 def test_a_rank_one_edit_of_a_modulated_layer_moves_it_toward_the_goal():
     from conftest import box_mask, quiet_trainer
     from lightning_rewrite import EditRequest, RewriteModule

@@ -71,6 +71,7 @@ def test_an_unknown_world_is_one_line_naming_the_worlds():
         get_world("castles")
 
 
+@pytest.mark.slow
 def test_pretraining_runs_resumes_and_exports_a_loadable_generator(tmp_path):
     from lightning_rewrite.worlds.pretrain import pretrain
 
@@ -126,6 +127,7 @@ def test_a_blurred_discriminator_hands_the_generator_a_smooth_gradient():
         WorldGAN("churches", blur=-1.0)
 
 
+@pytest.mark.slow
 def test_oversampling_moves_each_flag_to_its_target_share_in_the_real_batches():
     """The curriculum for rules the GAN under- or over-draws: real batches drawn from the seed's own
     renders with each flag (a renderer flag or a class shown) near its asked share, not its rate."""

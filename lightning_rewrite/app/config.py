@@ -16,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import RewriteError
 from ..limits import MAX_SAMPLES
-from ..vocabulary import ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, METHODS, PERCEPTUAL
+from ..vocabulary import (ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, LOSSES, METHODS, PARAMETRIZATIONS, PERCEPTUAL,
+                          SCHEDULES, choices)
 
 
 def setting(default: Any = None, meaning: str = "", factory: Any = None) -> Any:
@@ -57,23 +58,21 @@ class SelectConfig:
 class EditConfig:
     """The rewrite: request, layer, method, rank and solver settings."""
 
-    kind: str = setting("copy", "copy (copy, paste, context) | erase (zero units, keep the rest) | paired (swap within pairs)")
+    kind: str = setting("copy", choices(KINDS))
     request: Optional[str] = setting(None, "an official edit JSON file (the 2020 interface's) instead of the recipe's selection")
     layer: str = setting("layer6", "the layer whose weight is rewritten (official names layer2 … or a module path; "
                                    "`layers` lists them)")
-    method: str = setting("rank_s", "rank_s (the paper: a rank-S change along the context directions) | full_layer "
-                                    "(Eq. 6) | all_weights (Eq. 2-3) | dissect (erase: zero the units' columns)")
+    method: str = setting("rank_s", choices(METHODS))
     rank: int = setting(1, "S, the number of context directions the change may use: 1 changes one rule, more "
                            "follow more varied context at more collateral change")
     units: Any = setting(None, "erase: key channels zeroed in the target, a count (the paper: 30 / 60; official "
                                "files: 30) or a list; posneg.json pairs: the window units, a list")
-    lr: Optional[float] = setting(None, "Adam's rate; default 0.05 (one layer's Λ or W), 0.002 for all_weights")
-    loss: str = setting("l1", "the goal's distance: l1 (official) | mse")
-    parametrization: str = setting("lambda", "lambda (optimise Λ) | projected (optimise W, project onto D every "
-                                             "project_every steps, as the official code) | svd (D from the change)")
-    lr_schedule: str = setting("cosine", "cosine | constant (official)")
+    lr: Optional[float] = setting(None, "Adam's rate; default by method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()))
+    loss: str = setting("l1", "the goal's distance: " + choices(LOSSES))
+    parametrization: str = setting("lambda", "rank_s: " + choices(PARAMETRIZATIONS))
+    lr_schedule: str = setting("cosine", choices(SCHEDULES))
     project_every: int = setting(10, "projected / svd: project every N steps")
-    perceptual: str = setting("auto", "all_weights' image distance besides L1: auto | lpips | segmenter | none")
+    perceptual: str = setting("auto", "all_weights' image distance besides L1: " + choices(PERCEPTUAL))
     perceptual_weight: float = setting(1.0, "all_weights: ℓ = L1 + perceptual_weight · perceptual")
     smooth_weight: float = setting(1.0, "all_weights: weight of L_smooth (unchanged output on fresh latents)")
 
@@ -92,7 +91,7 @@ class TrainerConfig:
     """Passed to ``pl.Trainer``."""
 
     max_steps: int = setting(400, "optimiser steps of the edit (the paper: 2001)")
-    accelerator: str = setting("auto", "Lightning's accelerator: auto | cpu | gpu | cuda | mps | tpu")
+    accelerator: str = setting("auto", "Lightning's accelerator: " + choices(ACCELERATORS))
     devices: int = setting(1, "Lightning's device count")
 
 
@@ -123,7 +122,7 @@ class RunConfig:
     out: Optional[str] = setting(None, "run directory (default runs/<recipe>); the tool writes only a new one "
                                        "or one it wrote")
     overwrite: bool = setting(False, "fit: replace a run directory even though it holds test/, sample/ or select/ results")
-    logger: str = setting("wandb", "wandb (offline unless you are logged in) | csv | tensorboard | none")
+    logger: str = setting("wandb", choices(LOGGERS))
     progress: bool = setting(True, "show progress bars")
     print_config: bool = setting(False, "print the resolved configuration and exit")
     needs: dict[str, str] = setting(meaning="(set by the recipe: keys you must give, and what they are)", factory=dict)
@@ -295,6 +294,8 @@ def validate(cfg: DictConfig) -> None:
         (cfg.edit.method != "dissect" or cfg.edit.kind == "erase",
          f"edit.method=dissect zeroes units for an erase recipe (watermark); recipe {cfg.recipe} is a {cfg.edit.kind} edit"),
         (cfg.edit.lr is None or cfg.edit.lr > 0, f"edit.lr must be > 0, got {cfg.edit.lr}"),
+        *((getattr(cfg.edit, key) in names, f"edit.{key} must be one of {', '.join(names)}, got {getattr(cfg.edit, key)!r}")
+          for key, names in (("loss", LOSSES), ("parametrization", PARAMETRIZATIONS), ("lr_schedule", SCHEDULES))),
         (cfg.edit.perceptual in PERCEPTUAL,
          f"edit.perceptual must be one of {', '.join(PERCEPTUAL)}, got {cfg.edit.perceptual!r}"),
         (cfg.edit.smooth_weight >= 0 and cfg.edit.perceptual_weight >= 0,

@@ -85,13 +85,6 @@ class SecondMoment:
         return self
 
 
-def condition_number(c: Tensor) -> float:
-    """λmax / λmin of a symmetric PSD matrix (inf when singular)."""
-    evals = torch.linalg.eigvalsh(c.to(torch.float64))
-    lo, hi = evals[0].clamp_min(0).item(), evals[-1].item()
-    return float("inf") if lo <= 0 else hi / lo
-
-
 class CovarianceSolver:
     """Applies C⁻¹ (Cholesky solve) and C^-1/2 (ZCA) to keys, never forming C⁻¹.
 

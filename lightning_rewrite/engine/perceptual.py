@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import RewriteError
+from ..vocabulary import PERCEPTUAL
 
 #: torchvision's backbone files, as ``lpips`` finds them in $TORCH_HOME/hub/checkpoints/.
 BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
-KINDS = ("auto", "lpips", "segmenter", "none")
 
 
 def backbone_path(net: str) -> Path:
@@ -67,8 +67,8 @@ class FeatureDistance(Frozen):
 def perceptual_distance(kind: str, segmenter: nn.Module | None = None, net: str = "alex") -> nn.Module | None:
     """The distance for ``kind``: ``lpips``, ``segmenter`` (the world's segmenter features),
     ``none``, or ``auto`` (LPIPS when its backbone is present, else the segmenter, else none)."""
-    if kind not in KINDS:
-        raise RewriteError(f"unknown perceptual distance {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in PERCEPTUAL:
+        raise RewriteError(f"unknown perceptual distance {kind!r}; choose one of {', '.join(PERCEPTUAL)}")
     if kind == "none":
         return None
     if kind == "lpips" or (kind == "auto" and backbone_path(net).is_file()):
