@@ -79,7 +79,8 @@ class EditConfig:
 
 @dataclass
 class StatsConfig:
-    """The key statistics C = E[kkᵀ] of the edited layer."""
+    """The key statistics C = E[kkᵀ] of the edited layer: how many latents, in what batches, and
+    whether they are cached."""
 
     samples: int = setting(1000, "latents the statistics C = E[kkᵀ] stream over (every location a key)")
     batch_size: int = setting(50, "latents per forward pass (statistics, test, sample)")

@@ -22,17 +22,17 @@ MESSAGES = (
     r".*The parameter 'pretrained' is deprecated.*",
 )
 #: Lightning's start-up notices (devices found, a logging-platform tip): informative, not actionable.
-LOGGERS = ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda", "lightning.pytorch")
+NOISY_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda", "lightning.pytorch")
 
 
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Silence the messages above while a command runs; our own log lines stay."""
-    levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     with warnings.catch_warnings():
         for message in MESSAGES:
             warnings.filterwarnings("ignore", message=message)
-        for name in LOGGERS:
+        for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
             yield
