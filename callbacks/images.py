@@ -4,6 +4,7 @@ request's selections, the context match — as PNGs and in the Trainer's logger.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -29,10 +30,12 @@ class EditImages(pl.Callback):
         self.start, self.n, self.title = start, n, title
         self.pictures: dict[str, torch.Tensor] = {}
         self.samples: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.seconds = 0.0  # drawing and writing the pictures
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: Rewriting) -> None:
         if not trainer.is_global_zero:
             return
+        start = time.perf_counter()
         base = pl_module.base_generator()
         shown = range(self.start, self.start + self.n)
         z = pl_module.latents.take(shown).to(pl_module.device)
@@ -56,3 +59,4 @@ class EditImages(pl.Callback):
                 if name in self.pictures:
                     images.save_png(self.pictures[name], self.out / f"{name}.png")
         log_images(trainer.logger, self.pictures, step=trainer.global_step)
+        self.seconds = time.perf_counter() - start

@@ -5,10 +5,10 @@ its start, loss and change) and adds Lightning's hooks: optimiser, logging, call
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from torch import Tensor, nn
 
 from .engine.edit import WeightChange
@@ -19,7 +19,6 @@ from .engine.memory import SecondMoment
 from .engine.methods import Settings, make_method
 from .engine.request import EditRequest
 from .errors import RewriteError
-from .vocabulary import SCHEDULES
 
 
 class RewriteModule(pl.LightningModule):
@@ -27,41 +26,24 @@ class RewriteModule(pl.LightningModule):
     generator is copied (``copy_generator=False``: edited in place); key statistics come from
     the KeyCovariance callback (added when missing) or :meth:`set_key_moment`."""
 
-    def __init__(
-        self,
-        generator: nn.Module,
-        layer: str,
-        request: EditRequest,
-        method: str = "rank_s",
-        rank: int = 1,
-        parametrization: str = "lambda",
-        lr: float = 0.05,
-        loss: str = "l1",
-        lr_schedule: str = "cosine",
-        latents: LatentSampler | None = None,
-        value_layer: str | None = None,
-        warm_start: bool = True,
-        copy_generator: bool = True,
-        perceptual: nn.Module | None = None,
-        perceptual_weight: float = 1.0,
-        smooth_weight: float = 1.0,
-        smooth_batch: int = 4,
-    ) -> None:
+    def __init__(self, generator: nn.Module, layer: str, request: EditRequest, method: str = "rank_s",
+                 latents: LatentSampler | None = None, value_layer: str | None = None, copy_generator: bool = True,
+                 **settings: Any) -> None:
+        """``settings``: the fields of :class:`~lightning_rewrite.engine.methods.Settings` (rank,
+        parametrization, solver, lr, lr_schedule, loss, warm_start, crop, perceptual, ...)."""
         super().__init__()
-        if lr_schedule not in SCHEDULES:
-            raise RewriteError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not isinstance(rank, int) or rank < 1:
-            raise RewriteError(f"rank must be an integer ≥ 1, got {rank!r}")
         self.save_hyperparameters(ignore=["generator", "request", "latents", "perceptual"])
         self.generator = copy.deepcopy(generator) if copy_generator else generator
         self.generator.requires_grad_(False)
         self.hooked = HookedLayer(self.generator, layer, value_layer)
         self.request = request
         self.latents = latents or LatentSampler.for_model(generator)
-        self.lr, self.lr_schedule = lr, lr_schedule
         self.key_moment: SecondMoment | None = None
-        self.method = make_method(method, self.hooked, Settings(rank, parametrization, loss, warm_start, perceptual,
-                                                                perceptual_weight, smooth_weight, smooth_batch, self.latents))
+        self._last_loss: float | None = None
+        self.prepare_seconds = 0.0  # goal, directions and warm start
+        self.method = make_method(method, self.hooked, Settings.of(latents=self.latents, **settings))
+        self.automatic_optimization = False  # the solver's step may evaluate the loss several times
+        self.solver = self.method.solver()
         for p in self.method.trainable():
             p.requires_grad_(True)
 
@@ -91,30 +73,47 @@ class RewriteModule(pl.LightningModule):
             return
         if self.needs_statistics and self.key_moment is None:
             raise RewriteError("RewriteModule needs key statistics: add the KeyCovariance callback or call set_key_moment()")
+        start = time.perf_counter()
         c = self.key_moment.moment().to(self.device) if self.key_moment is not None else None
         self.method.prepare(goal_of(self.request, self.hooked, self.latents, c), c)
+        self.prepare_seconds = time.perf_counter() - start
 
     def on_fit_start(self) -> None:
+        self._last_loss = None
         self.prepare()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
-        if not self.method.optimises:
-            return None  # the edit was made at fit start
-        losses = self.method.losses()
-        self.log("train/loss", losses["loss"], prog_bar=True)
-        for name, value in losses.items():
-            if name != "loss":
-                self.log(f"train/{name}", value)
-        return losses["loss"]
+        """One step of the method's solver (L-BFGS evaluates the loss several times within it),
+        logged once; the fit stops when the solver has converged."""
+        if not self.method.optimises:  # the edit was made at fit start: nothing to step
+            self.trainer.should_stop = True
+            return None
+        optimizer, parts = self.optimizers(), {}
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            parts.update(self.method.losses())
+            self.manual_backward(parts["loss"])
+            return parts["loss"]
+        optimizer.step(closure=closure)
+        if self.lr_schedulers() is not None:
+            self.lr_schedulers().step()
+        for name, value in parts.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss")
+        loss = float(parts["loss"].detach())
+        if self.solver.converged(self._last_loss, loss):
+            self.trainer.should_stop = True
+        self._last_loss = loss
+        return parts["loss"].detach()
 
     def configure_optimizers(self) -> Any:
-        """Adam (the official optimiser); by default its rate decays to zero along a cosine
-        over ``max_steps``, so the last steps settle instead of oscillating around the goal."""
-        optimizer = torch.optim.Adam(self.method.trainable(), lr=self.lr)
-        steps = self.trainer.max_steps if self._trainer is not None else -1
-        if self.lr_schedule == "constant" or steps is None or steps <= 0:
+        """The method's solver: L-BFGS, or Adam whose rate by default decays along a cosine over
+        ``max_steps`` (so the last steps settle instead of oscillating around the goal)."""
+        optimizer = self.solver.optimizer(self.method.trainable(), self.method.lr())
+        schedule = self.solver.schedule(optimizer, self.trainer.max_steps if self._trainer is not None else -1,
+                                        self.method.settings.lr_schedule)
+        if schedule is None:
             return optimizer
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_callbacks(self) -> list[pl.Callback]:

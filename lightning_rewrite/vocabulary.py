@@ -9,9 +9,18 @@ METHODS = {
     "all_weights": "Eq. 2-3: every weight, in image space",
     "dissect": "erase: zero the units' columns",
 }
-#: Adam's default rate per method: one layer's weight takes large steps; every weight of the
-#: generator at that rate would wreck it (all_weights at 0.05 changed the image 0.44 in L1).
-DEFAULT_LR = {"rank_s": 0.05, "full_layer": 0.05, "all_weights": 0.002, "dissect": 0.05}
+#: How the trainable tensors move (``engine.solvers``).
+SOLVERS = {
+    "auto": "lbfgs where the objective is deterministic and unprojected, else adam",
+    "lbfgs": "quasi-Newton with a line search, stopped at convergence",
+    "adam": "Adam for trainer.max_steps steps",
+    "official": "the 2020 code's schedule: W projected every 10 steps, Adam 0.05 constant, 2001 steps, from W0",
+}
+#: The default rate: L-BFGS's line search starts from 1; Adam's per method, one layer's weight
+#: takes large steps, every weight of the generator at that rate would wreck it (all_weights at
+#: 0.05 changed the image 0.44 in L1).
+DEFAULT_LR = {"lbfgs": {"rank_s": 1.0, "full_layer": 1.0, "all_weights": 1.0, "dissect": 1.0},
+              "adam": {"rank_s": 0.05, "full_layer": 0.05, "all_weights": 0.002, "dissect": 0.05}}
 #: rank_s: what the optimiser moves.
 PARAMETRIZATIONS = {
     "lambda": "optimise Λ",

@@ -38,8 +38,8 @@ def _held_out_change(module: RewriteModule, z: torch.Tensor, matched: torch.Tens
 def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks, capsys):
     request = domes_to_trees(blocks)
     rank1 = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1), 300)
-    cold = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1, warm_start=False), 500)
-    full = _fit(RewriteModule(blocks, "layer3.0", request, method="full_layer", lr=0.01), 500)
+    cold = _fit(RewriteModule(blocks, "layer3.0", request, method="rank_s", rank=1, warm_start=False, solver="adam"), 500)
+    full = _fit(RewriteModule(blocks, "layer3.0", request, method="full_layer", lr=0.01, solver="adam"), 500)
     unedited = float(((rank1.hooked.layer_forward(rank1.goal.inputs, rank1.method.weight0) - rank1.goal.target)
                       * rank1.goal.region).norm() / (rank1.goal.target * rank1.goal.region).norm())
 
@@ -65,6 +65,20 @@ def test_rank_one_edit_reaches_the_goal_and_changes_less_than_full_layer(blocks,
     assert change.directions.shape == (32, 1) and change.lam.shape == (32 * 9, 1)
     assert torch.allclose(change.new_weight(rank1.method.weight0), rank1.edited_generator().get_parameter("layer3.0.weight"))
     assert not torch.equal(blocks.layer3[0].weight, rank1.generator.layer3[0].weight)  # the user's model is untouched
+
+
+@pytest.mark.slow
+def test_lbfgs_ends_below_the_official_schedule_in_tens_of_steps_and_stops_by_itself(blocks):
+    """The default solver against the 2020 code's schedule (W, Adam 0.05 constant, projected
+    every 10, from W0) on the same goal: a lower loss, and a stop long before the step budget."""
+    request = domes_to_trees(blocks)
+    official = _fit(RewriteModule(blocks, "layer3.0", request, solver="adam", parametrization="projected",
+                                  warm_start=False, lr=0.05, lr_schedule="constant"), 1000)
+    fast = RewriteModule(blocks, "layer3.0", request)
+    trainer = quiet_trainer(400, [KeyCovariance(samples=200, progress=False)])
+    trainer.fit(fast)
+    assert fast.method.solver_name() == "lbfgs" and trainer.global_step < 200  # of 400 allowed
+    assert fast.method.report()["constraint_loss"] <= official.method.report()["constraint_loss"]
 
 
 @pytest.mark.parametrize("steps", [1, 7, 20])
@@ -126,7 +140,7 @@ def test_warm_start_is_the_closed_form_rank_s_insert_for_a_linear_layer():
     torch.manual_seed(0)
     generator = torch.nn.Sequential(torch.nn.Linear(16, 24, bias=False))
     request = EditRequest.paired([(0, 1, torch.ones(4, 4)), (2, 3, torch.ones(4, 4))])
-    module = RewriteModule(generator, "0", request, rank=2, latents=LatentSampler(16))
+    module = RewriteModule(generator, "0", request, rank=2, latents=LatentSampler(16), solver="adam")
     moment = SecondMoment()
     moment.update(LatentSampler(16, seed=5).take(range(3000)))
     module.set_key_moment(moment)

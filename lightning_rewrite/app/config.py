@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..errors import RewriteError
 from ..limits import MAX_SAMPLES
 from ..vocabulary import (ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, LOSSES, METHODS, PARAMETRIZATIONS, PERCEPTUAL,
-                          SCHEDULES, choices)
+                          SCHEDULES, SOLVERS, choices)
 
 
 def setting(default: Any = None, meaning: str = "", factory: Any = None) -> Any:
@@ -67,7 +67,12 @@ class EditConfig:
                            "follow more varied context at more collateral change")
     units: Any = setting(None, "erase: key channels zeroed in the target, a count (the paper: 30 / 60; official "
                                "files: 30) or a list; posneg.json pairs: the window units, a list")
-    lr: Optional[float] = setting(None, "Adam's rate; default by method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items()))
+    solver: str = setting("auto", choices(SOLVERS))
+    lr: Optional[float] = setting(None, "the solver's rate; default: lbfgs 1 (its line search's first step), adam by "
+                                        "method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR["adam"].items()))
+    crop: bool = setting(True, "compute the goal on the smallest exact window of the layer's input around the region")
+    warm_start: bool = setting(True, "rank_s with adam: start Λ from the closed-form insert of the layer's linear part "
+                                     "(lbfgs needs none)")
     loss: str = setting("l1", "the goal's distance: " + choices(LOSSES))
     parametrization: str = setting("lambda", "rank_s: " + choices(PARAMETRIZATIONS))
     lr_schedule: str = setting("cosine", choices(SCHEDULES))
@@ -140,9 +145,19 @@ class RunConfig:
 RECIPE_ONLY = ("description", "needs")
 
 
-def learning_rate(edit: Any) -> float:
-    """``edit.lr``, or the method's default."""
-    return edit.lr if edit.lr is not None else DEFAULT_LR[edit.method]
+#: ``edit.solver=official``: the 2020 code's schedule, as the settings it stands for (a key the
+#: user gives keeps the user's value).
+OFFICIAL = {"edit.parametrization": "projected", "edit.warm_start": False, "edit.lr": 0.05,
+            "edit.lr_schedule": "constant", "edit.project_every": 10, "trainer.max_steps": 2001}
+
+
+def official_schedule(cfg: DictConfig, given: set[str]) -> None:
+    """Expand ``edit.solver=official`` into :data:`OFFICIAL` (keys in ``given`` excepted)."""
+    if cfg.edit.solver != "official":
+        return
+    for key, value in OFFICIAL.items():
+        if key not in given:
+            OmegaConf.update(cfg, key, value)
 
 
 def recipes_dir() -> Path:
@@ -225,8 +240,16 @@ def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig
         cfg = OmegaConf.merge(schema, recipe, {"recipe": name}, cli)
     except OmegaConfBaseException as e:
         raise RewriteError(f"bad configuration: {_omegaconf_message(e)}") from None
+    official_schedule(cfg, {item.split("=", 1)[0].lstrip("+") for item in overrides} | _keys(recipe))
     validate(cfg)
     return cfg
+
+
+def _keys(node: Any, prefix: str = "") -> set[str]:
+    """The dotted keys a YAML node sets."""
+    if not OmegaConf.is_dict(node):
+        return {prefix.rstrip(".")}
+    return set().union(*(_keys(v, f"{prefix}{k}.") for k, v in node.items())) if len(node) else set()
 
 
 @dataclass
@@ -296,7 +319,8 @@ def validate(cfg: DictConfig) -> None:
          f"edit.method=dissect zeroes units for an erase recipe (watermark); recipe {cfg.recipe} is a {cfg.edit.kind} edit"),
         (cfg.edit.lr is None or cfg.edit.lr > 0, f"edit.lr must be > 0, got {cfg.edit.lr}"),
         *((getattr(cfg.edit, key) in names, f"edit.{key} must be one of {', '.join(names)}, got {getattr(cfg.edit, key)!r}")
-          for key, names in (("loss", LOSSES), ("parametrization", PARAMETRIZATIONS), ("lr_schedule", SCHEDULES))),
+          for key, names in (("loss", LOSSES), ("parametrization", PARAMETRIZATIONS), ("lr_schedule", SCHEDULES),
+                             ("solver", SOLVERS))),
         (cfg.edit.perceptual in PERCEPTUAL,
          f"edit.perceptual must be one of {', '.join(PERCEPTUAL)}, got {cfg.edit.perceptual!r}"),
         (cfg.edit.smooth_weight >= 0 and cfg.edit.perceptual_weight >= 0,

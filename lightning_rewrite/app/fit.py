@@ -29,7 +29,6 @@ from ..models.saving import save_generator
 from ..module import RewriteModule
 from ..vocabulary import SHOWN
 from .assemble import Model, build_request, check_layer, load_model
-from .config import learning_rate
 from .measures import EditMeasures
 from .report import table
 from .rundir import run_directory
@@ -41,10 +40,10 @@ log = logging.getLogger(__name__)
 def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
     e = cfg.edit
     perceptual = perceptual_distance(e.perceptual, model.segmenter) if METHODS[e.method].image_space else None
-    return RewriteModule(model.generator, e.layer, request, method=e.method, rank=e.rank,
-                         parametrization=e.parametrization, lr=learning_rate(e), loss=e.loss, lr_schedule=e.lr_schedule,
-                         latents=model.latents, perceptual=perceptual, perceptual_weight=e.perceptual_weight,
-                         smooth_weight=e.smooth_weight)
+    return RewriteModule(model.generator, e.layer, request, method=e.method, latents=model.latents, rank=e.rank,
+                         parametrization=e.parametrization, solver="adam" if e.solver == "official" else e.solver,
+                         lr=e.lr, loss=e.loss, lr_schedule=e.lr_schedule, warm_start=e.warm_start, crop=e.crop,
+                         perceptual=perceptual, perceptual_weight=e.perceptual_weight, smooth_weight=e.smooth_weight)
 
 
 class EditProgressBar(RichProgressBar):
@@ -109,9 +108,12 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
         "recipe": cfg.recipe, "overrides": list(overrides), "config": OmegaConf.to_container(cfg),
         "model": {"checkpoint": cfg.model.checkpoint, "world": cfg.model.world,
                   "base_fingerprint": model.base_fingerprint, "edits_before": [ed.spec.get("recipe") for ed in model.edits]},
-        "solver": {"optimizer": "adam", "lr": learning_rate(e), "steps": cfg.trainer.max_steps, "loss": e.loss,
-                   "parametrization": e.parametrization, "lr_schedule": e.lr_schedule,
-                   "project_every": e.project_every if module.method.projects else None},
+        "solver": {"name": module.method.solver_name(), "asked": e.solver, "lr": module.method.lr(),
+                   "max_steps": cfg.trainer.max_steps, "steps": module.global_step, "loss": e.loss,
+                   "parametrization": e.parametrization, "warm_start": e.warm_start, "lr_schedule": e.lr_schedule,
+                   "project_every": e.project_every if module.method.projects else None,
+                   "crop": module.method.crop.describe() if module.method.crop is not None else None,
+                   **module.solver.describe()},
         "condition_number": module.method.condition,
     }
 
@@ -144,7 +146,9 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             if trainer.interrupted:
                 raise RewriteError(f"fit of {cfg.recipe} was interrupted; {out} is unchanged")
             metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
-            metrics.update(module.method.report(), steps=cfg.trainer.max_steps)
+            metrics.update(prepare_seconds=round(module.prepare_seconds, 2), pictures_seconds=round(pictures.seconds, 2))
+            metrics["optimize_seconds"] = round(metrics["fit_seconds"] - module.prepare_seconds - pictures.seconds, 2)
+            metrics.update(module.method.report(), solver=module.method.solver_name(), steps=module.global_step)
             edited = module.edited_generator().eval()
             metrics.update(quick_measures(model, cfg, *pictures.samples))
             spec = {**spec_of(cfg, overrides, model, module), "metrics": metrics}
@@ -155,7 +159,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
             write_text(tmp / "config.yaml", OmegaConf.to_yaml(cfg))
             metrics["changed_weights"] = [c.name for c in edit.changes]
             write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-            loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=cfg.trainer.max_steps)
+            loggers.log_metrics(logger, {f"edit/{k}": v for k, v in metrics.items()}, step=module.global_step)
             loggers.log_artifact(logger, [edit_path, edit_path.with_suffix(".json")], f"edit-{cfg.recipe}")
             wandb_dir = loggers.wandb_run_dir(logger)
         except BaseException:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -34,12 +34,14 @@ from torch import Tensor, nn
 from . import memory
 from .. import vocabulary
 from ..errors import RewriteError
+from .crop import Crop, cropped, find_crop
 from .edit import WeightChange
 from .goal import Goal
 from .latents import LatentSampler
 from .layer import HookedLayer
 from .perceptual import Frozen, perceptual_name
 from .request import EditRequest
+from .solvers import SOLVERS, Solver
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,38 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     """What a method may be told: rank and parametrization (rank_s), the loss, the warm start,
+    the solver and its rate (None: the solver's default), whether the goal is cut to its crop,
     and all_weights' image distance and smoothness term."""
 
     rank: int = 1
     parametrization: str = "lambda"
     loss: str = "l1"
     warm_start: bool = True
+    solver: str = "auto"
+    lr: float | None = None
+    lr_schedule: str = "cosine"
+    crop: bool = True
     perceptual: nn.Module | None = None
     perceptual_weight: float = 1.0
     smooth_weight: float = 1.0
     smooth_batch: int = 4
     latents: LatentSampler | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+            raise RewriteError(f"rank must be an integer ≥ 1, got {self.rank!r}")
+        for name, allowed in (("parametrization", vocabulary.PARAMETRIZATIONS), ("loss", vocabulary.LOSSES),
+                              ("lr_schedule", vocabulary.SCHEDULES), ("solver", ("auto", *SOLVERS))):
+            if getattr(self, name) not in allowed:
+                raise RewriteError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+
+    @classmethod
+    def of(cls, **given: object) -> "Settings":
+        """Settings from keyword arguments, or one error line naming the valid ones."""
+        unknown = sorted(set(given) - {f.name for f in fields(cls)})
+        if unknown:
+            raise RewriteError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(cls))}")
+        return cls(**given)
 
 
 def masked_loss(pred: Tensor, target: Tensor, region: Tensor, kind: str = "l1") -> Tensor:
@@ -74,13 +97,32 @@ class Method(nn.Module):
     optimises: ClassVar[bool] = True  # False: the edit is made in prepare(), no steps
     projects: ClassVar[bool] = False  # whether the optimised weight is projected onto W0 + span(D)
     image_space: ClassVar[bool] = False  # whether the goal is an image (and ℓ may be perceptual)
+    deterministic: ClassVar[bool] = True  # whether the loss is the same function at every step
 
     def __init__(self, hooked: HookedLayer, settings: Settings) -> None:
         super().__init__()
         self.hooked, self.settings = hooked, settings
         self.register_buffer("weight0", hooked.weight.detach().clone())
         self.goal: Goal | None = None
+        self.crop: Crop | None = None
         self.condition: float | None = None
+        self.name = ""  # its name in METHODS, set by make_method
+
+    def solver_name(self) -> str:
+        """The solver asked for, ``auto`` resolved: L-BFGS for a deterministic, unprojected loss."""
+        fits = self.optimises and self.deterministic and not self.projects
+        name = self.settings.solver if self.settings.solver != "auto" else ("lbfgs" if fits else "adam")
+        if name == "lbfgs" and not fits:
+            raise RewriteError(f"solver lbfgs needs a loss that is the same at every step and no projection between "
+                               f"steps; {self.name} ({self.settings.parametrization}) has not: use solver adam")
+        return name
+
+    def solver(self) -> Solver:
+        return SOLVERS[self.solver_name()]()
+
+    def lr(self) -> float:
+        """The rate asked for, or the solver's default for this method."""
+        return self.settings.lr if self.settings.lr is not None else vocabulary.DEFAULT_LR[self.solver_name()][self.name]
 
     @property
     def directions(self) -> Tensor | None:
@@ -96,8 +138,9 @@ class Method(nn.Module):
         return [self.hooked.weight]
 
     def prepare(self, goal: Goal, second_moment: Tensor | None) -> None:
-        """Take the goal (and C), and set the starting point."""
-        self.goal = goal
+        """Take the goal (on its crop, unless told otherwise) and C, and set the starting point."""
+        self.crop = find_crop(self.hooked, goal) if self.settings.crop else None
+        self.goal = cropped(goal, self.crop) if self.crop is not None else goal
 
     def current_weight(self) -> Tensor:
         """The layer's weight as the edit stands now."""
@@ -147,9 +190,6 @@ class RankS(Method):
 
     def __init__(self, hooked: HookedLayer, settings: Settings) -> None:
         super().__init__(hooked, settings)
-        if settings.parametrization not in vocabulary.PARAMETRIZATIONS:
-            raise RewriteError(f"unknown parametrization {settings.parametrization!r}; choose one of "
-                               f"{', '.join(vocabulary.PARAMETRIZATIONS)}")
         weight, rank = hooked.weight, settings.rank
         if rank > hooked.key_dim:
             raise RewriteError(f"rank {rank} exceeds the key dimension {hooked.key_dim} of layer {hooked.name}")
@@ -182,7 +222,7 @@ class RankS(Method):
         proj = goal.context_keys.to(d) @ d
         scale = (proj.pow(2) * goal.context_weights.to(d)[:, None]).sum(0) / goal.context_weights.sum()
         self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
-        if self.settings.warm_start and not self.from_change:
+        if self.settings.warm_start and not self.from_change and self.solver().warm_starts:
             self._warm_start()
 
     def _warm_start(self) -> None:
@@ -289,6 +329,7 @@ class AllWeights(Method):
     """Eq. 2–3: every weight of the generator, in image space, with L_smooth on fresh latents."""
 
     image_space = True
+    deterministic = False  # L_smooth draws fresh latents every step
 
     def __init__(self, hooked: HookedLayer, settings: Settings) -> None:
         super().__init__(hooked, settings)
@@ -301,7 +342,7 @@ class AllWeights(Method):
         return list(self.hooked.model.parameters())
 
     def prepare(self, goal: Goal, second_moment: Tensor | None) -> None:
-        super().prepare(goal, second_moment)
+        self.goal = goal  # image space: the whole picture, no crop of the layer
         with torch.no_grad():
             self._target_image = self.hooked.render_with_value(
                 goal.latents, lambda v: v + goal.region * (goal.target - v)).detach()
@@ -366,6 +407,7 @@ def make_method(name: str, hooked: HookedLayer, settings: Settings) -> Method:
     """The method called ``name`` for ``hooked``, or one error line naming the methods."""
     if name not in METHODS:
         raise RewriteError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    if settings.loss not in vocabulary.LOSSES:
-        raise RewriteError(f"unknown loss {settings.loss!r}; choose one of {', '.join(vocabulary.LOSSES)}")
-    return METHODS[name](hooked, settings)
+    method = METHODS[name](hooked, settings)
+    method.name = name
+    method.solver_name()  # a solver that cannot run this method fails here, before any work
+    return method
