@@ -132,6 +132,10 @@ def test_bad_settings_are_one_line_errors(blocks):
         RewriteModule(blocks, "layer3.0", request, rank=40)
     with pytest.raises(RewriteError, match="needs key statistics"):
         RewriteModule(blocks, "layer3.0", request).prepare()
+    with pytest.raises(RewriteError, match="all_weights draws fresh latents every step: use solver adam"):
+        RewriteModule(blocks, "layer3.0", request, method="all_weights", solver="lbfgs")
+    with pytest.raises(RewriteError, match="unknown setting.s. rnak; valid: rank, "):
+        RewriteModule(blocks, "layer3.0", request, rnak=2)
 
 
 def test_warm_start_is_the_closed_form_rank_s_insert_for_a_linear_layer():

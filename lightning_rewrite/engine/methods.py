@@ -113,8 +113,10 @@ class Method(nn.Module):
         fits = self.optimises and self.deterministic and not self.projects
         name = self.settings.solver if self.settings.solver != "auto" else ("lbfgs" if fits else "adam")
         if name == "lbfgs" and not fits:
-            raise RewriteError(f"solver lbfgs needs a loss that is the same at every step and no projection between "
-                               f"steps; {self.name} ({self.settings.parametrization}) has not: use solver adam")
+            why = ("makes no steps" if not self.optimises else "draws fresh latents every step" if not self.deterministic
+                   else f"projects W between steps (parametrization {self.settings.parametrization})")
+            raise RewriteError(f"solver lbfgs needs the same loss at every step and nothing changed between steps; "
+                               f"{self.name} {why}: use solver adam (or auto)")
         return name
 
     def solver(self) -> Solver:
