@@ -92,7 +92,7 @@ def quick_measures(model: Model, cfg: DictConfig, before: torch.Tensor, after: t
         return {}
     measures = EditMeasures(cfg, model, quick=True)
     measures.update(before, after)
-    return {f"{k}_shown{SHOWN}": v for k, v in measures.compute().items()}
+    return {f"{k}_shown{SHOWN}": v for k, v in measures.compute().items() if isinstance(v, (int, float))}
 
 
 def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: RewriteModule) -> dict[str, Any]:
