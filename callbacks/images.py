@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_rewrite.engine import images
+from lightning_rewrite.engine.prefix import SharedPrefix
 from lightning_rewrite.loggers import log_images
 
 from .protocol import Rewriting
@@ -40,8 +41,9 @@ class EditImages(pl.Callback):
         shown = range(self.start, self.start + self.n)
         z = pl_module.latents.take(shown).to(pl_module.device)
         edited = pl_module.edited_generator().eval()
+        prefix = SharedPrefix(pl_module.hooked.weight_name.rpartition(".")[0])  # everything before the layer once
         with torch.no_grad():
-            self.samples = (base(z).clamp(-1, 1).cpu(), edited(z).clamp(-1, 1).cpu())
+            self.samples = tuple(image.clamp(-1, 1).cpu() for image in prefix.draw([base, edited], z))
         before, after = (images.unit(s) for s in self.samples)
         chosen = images.selections(pl_module.request, base, pl_module.latents)
         pairs = images.before_after(before, after, shown)

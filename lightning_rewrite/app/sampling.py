@@ -11,12 +11,14 @@ from torch import Tensor, nn
 
 from ..engine import images
 from ..engine.latents import LatentSampler
+from ..engine.prefix import SharedPrefix
 
 
 def batches(generators: list[nn.Module], latents: LatentSampler, indices: range, batch_size: int = 50,
-            progress: bool = True, what: str = "sampling") -> Iterator[list[Tensor]]:
+            progress: bool = True, what: str = "sampling", prefix: SharedPrefix | None = None) -> Iterator[list[Tensor]]:
     """Per batch of ``indices``, the images in [-1, 1] (CPU) of each generator for the same
-    latents, with a progress bar: for loops that score samples without keeping them."""
+    latents, with a progress bar: for loops that score samples without keeping them. With
+    ``prefix``, the second generator reuses the first's computation up to its layer."""
     device = next(generators[0].parameters()).device
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.no_grad():
@@ -24,7 +26,8 @@ def batches(generators: list[nn.Module], latents: LatentSampler, indices: range,
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             z = latents.take(list(chunk)).to(device)
-            yield [g(z).clamp(-1, 1).cpu() for g in generators]
+            drawn = prefix.draw(generators[:2], z) + [g(z) for g in generators[2:]] if prefix else [g(z) for g in generators]
+            yield [image.clamp(-1, 1).cpu() for image in drawn]
             bar.advance(task, len(chunk))
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from ..atomic import write_text
 from ..engine import images
 from ..engine.edit import Edit
+from ..engine.prefix import SharedPrefix
 from ..vocabulary import SHOWN
 from .assemble import load_model
 from .measures import EditMeasures
@@ -42,8 +43,9 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
     changes = []
     pairs = measures.pair_generators(model.generator, edited)
     generators = [model.generator, edited, *pairs]
+    prefix = SharedPrefix(edit.changes[0].name.rpartition(".")[0]) if len(edit.changes) == 1 else None
     for before, after, *paired in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
-                                          "test samples"):
+                                          "test samples", prefix):
         measures.update(before, after, paired)
         changes.append((after - before).abs().flatten(1).mean(1))
     change = torch.cat(changes)
