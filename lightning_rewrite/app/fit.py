@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
+    """The RewriteModule ``cfg.edit`` describes (``solver=official`` was expanded by the config: Adam)."""
     e = cfg.edit
     perceptual = perceptual_distance(e.perceptual, model.segmenter) if METHODS[e.method].image_space else None
     return RewriteModule(model.generator, e.layer, request, method=e.method, latents=model.latents, rank=e.rank,
