@@ -141,3 +141,36 @@ def test_world_commands_write_only_where_they_wrote_before(tmp_path, capsys):
     assert "was not exported by lightning-rewrite" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["data.csv"] and weights.read_bytes() == b"someone else's weights"
     assert not (tmp_path / "new").exists()
+
+
+def _dead_marker(directory, **extra) -> None:
+    directory.mkdir()
+    (directory / MARKER).write_text(json.dumps({"tool": "lightning-rewrite", "pid": 2**22 + 12345, "temporary": True,
+                                                **extra}))
+
+
+def test_the_previous_run_is_never_left_in_a_temporary(tmp_path, monkeypatch):
+    """If the last rename fails, or the process dies between the two renames, the previous run
+    is put back where it was; a temporary another machine wrote is left alone."""
+    target = tmp_path / "run"
+    with run_directory(target, "fit") as tmp:
+        (tmp / "edit.json").write_text("first")
+    real_replace = os.replace
+
+    def failing(src, dst):  # noqa: ANN001 - os.replace's own arguments
+        if str(src).endswith(".tmp"):
+            raise OSError("disk full")
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        with run_directory(target, "fit") as tmp:
+            (tmp / "edit.json").write_text("second")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (target / "edit.json").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+    real_replace(target, tmp_path / "kept")  # as a run killed between its two renames leaves it:
+    _dead_marker(tmp_path / ".run.k1ll3d.old")
+    real_replace(tmp_path / "kept", tmp_path / ".run.k1ll3d.old" / "run")
+    _dead_marker(tmp_path / ".run.elsewhere.tmp", host="another-machine")
+    assert remove_stale_temporaries(target) == [tmp_path / ".run.k1ll3d.old"]
+    assert (target / "edit.json").read_text() == "first" and (tmp_path / ".run.elsewhere.tmp").is_dir()

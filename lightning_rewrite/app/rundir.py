@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -104,9 +105,13 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
         m = _TEMPORARY.match(p.name)
         if not (m and m["name"] == target.name and p.is_dir() and not p.is_symlink()):
             continue
-        marker = _marker(p) or _marker(p / target.name)
+        marker = _marker(p)  # the temporary's own marker: a run directory inside it does not make it removable
         if marker is None or not marker.get("temporary") or _alive(marker.get("pid")):
             continue
+        if marker.get("host", socket.gethostname()) != socket.gethostname():
+            continue  # its process may be alive on the machine that wrote it (a shared file system)
+        if p.name.endswith(".old") and not target.exists() and _marker(p / target.name) is not None:
+            os.replace(p / target.name, target)  # killed between its two renames: the previous run goes back
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
@@ -114,7 +119,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 
 def write_marker(directory: Path, command: str, temporary: bool = False) -> None:
     record = {"tool": "lightning-rewrite", "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "pid": os.getpid(), "temporary": temporary}
+              "pid": os.getpid(), "host": socket.gethostname(), "temporary": temporary}
     from ..version import __version__
 
     record["version"] = __version__
@@ -154,13 +159,13 @@ def run_directory(out: str | os.PathLike, command: str, overwrite: bool = False,
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     except OSError as e:
         raise RewriteError(f"cannot write out={os.fspath(out)}: {e.strerror or e}") from None
+    old = None
     try:
         write_marker(tmp, command, temporary=True)
         yield tmp
         check_out(target, command, overwrite)  # a directory that appeared meanwhile is not replaced either
         write_marker(tmp, command)
         os.chmod(tmp, 0o777 & ~current_umask())
-        old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             write_marker(old, command, temporary=True)
@@ -171,6 +176,9 @@ def run_directory(out: str | os.PathLike, command: str, overwrite: bool = False,
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old is not None and not target.exists() and (old / target.name).is_dir():
+            os.replace(old / target.name, target)  # the previous run back in place, not left in a temporary
+            shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         if nested and created and target.parent.is_dir() and not any(target.parent.iterdir()):
             target.parent.rmdir()
