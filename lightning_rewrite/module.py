@@ -43,7 +43,6 @@ class RewriteModule(pl.LightningModule):
         self.prepare_seconds = 0.0  # goal, directions and warm start
         self.method = make_method(method, self.hooked, Settings.of(latents=self.latents, **settings))
         self.automatic_optimization = False  # the solver's step may evaluate the loss several times
-        self.solver = self.method.solver()
         for p in self.method.trainable():
             p.requires_grad_(True)
 
@@ -96,12 +95,13 @@ class RewriteModule(pl.LightningModule):
             self.manual_backward(parts["loss"])
             return parts["loss"]
         optimizer.step(closure=closure)
-        if self.lr_schedulers() is not None:
-            self.lr_schedulers().step()
-        for name, value in parts.items():
-            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss")
+        schedule = self.lr_schedulers()
+        if schedule is not None:
+            schedule.step()
+        for name, value in {**parts, **self.method.state()}.items():
+            self.log(f"train/{name}", value.detach() if isinstance(value, Tensor) else value, prog_bar=name == "loss")
         loss = float(parts["loss"].detach())
-        if self.solver.converged(self._last_loss, loss):
+        if self.method.solver.converged(self._last_loss, loss):
             self.trainer.should_stop = True
         self._last_loss = loss
         return parts["loss"].detach()
@@ -109,8 +109,8 @@ class RewriteModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """The method's solver: L-BFGS, or Adam whose rate by default decays along a cosine over
         ``max_steps`` (so the last steps settle instead of oscillating around the goal)."""
-        optimizer = self.solver.optimizer(self.method.trainable(), self.method.lr())
-        schedule = self.solver.schedule(optimizer, self.trainer.max_steps if self._trainer is not None else -1,
+        optimizer = self.method.solver.optimizer(self.method.trainable(), self.method.lr())
+        schedule = self.method.solver.schedule(optimizer, self.trainer.max_steps if self._trainer is not None else -1,
                                         self.method.settings.lr_schedule)
         if schedule is None:
             return optimizer

@@ -19,7 +19,7 @@ SOLVERS = {
 #: The default rate: L-BFGS's line search starts from 1; Adam's per method, one layer's weight
 #: takes large steps, every weight of the generator at that rate would wreck it (all_weights at
 #: 0.05 changed the image 0.44 in L1).
-DEFAULT_LR = {"lbfgs": {"rank_s": 1.0, "full_layer": 1.0, "all_weights": 1.0, "dissect": 1.0},
+DEFAULT_LR = {"lbfgs": dict.fromkeys(METHODS, 1.0),
               "adam": {"rank_s": 0.05, "full_layer": 0.05, "all_weights": 0.002, "dissect": 0.05}}
 #: rank_s: what the optimiser moves.
 PARAMETRIZATIONS = {

@@ -9,6 +9,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from rich.console import Console
 
@@ -36,7 +37,8 @@ SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select"}
 NEED_RECIPE = ("fit", "test")
 
 
-def _command(name: str):  # noqa: ANN202 - a module with run()
+def _command(name: str) -> ModuleType:
+    """The command's module (its ``run`` does the work), imported only when it runs."""
     return importlib.import_module(f".{name}", __package__)
 
 

@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 
 
 def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteModule:
-    """The RewriteModule ``cfg.edit`` describes (``solver=official`` was expanded by the config: Adam)."""
+    """The RewriteModule ``cfg.edit`` describes."""
     e = cfg.edit
     perceptual = perceptual_distance(e.perceptual, model.segmenter) if METHODS[e.method].image_space else None
     return RewriteModule(model.generator, e.layer, request, method=e.method, latents=model.latents, rank=e.rank,
-                         parametrization=e.parametrization, solver="adam" if e.solver == "official" else e.solver,
+                         parametrization=e.parametrization, solver=e.solver,
                          lr=e.lr, loss=e.loss, lr_schedule=e.lr_schedule, warm_start=e.warm_start, crop=e.crop,
                          perceptual=perceptual, perceptual_weight=e.perceptual_weight, smooth_weight=e.smooth_weight)
 
@@ -114,7 +114,7 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
                    "parametrization": e.parametrization, "warm_start": e.warm_start, "lr_schedule": e.lr_schedule,
                    "project_every": e.project_every if module.method.projects else None,
                    "crop": module.method.crop.describe() if module.method.crop is not None else None,
-                   **module.solver.describe()},
+                   **module.method.solver.describe()},
         "condition_number": module.method.condition,
     }
 

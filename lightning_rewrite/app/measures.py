@@ -34,12 +34,12 @@ class EditMeasures:
         self.source = [self.classes.index(c) for c in cfg.select.source] if self.segmenter is not None else []
         self.change = {"masked_l1": MaskedL1()}
         self.lpips_note = None
-        try:
-            if not quick:
+        if not quick:
+            try:
                 self.change["masked_lpips"] = MaskedLPIPS()
-        except RewriteError as e:
-            self.lpips_note = str(e)
-            log.warning("masked LPIPS skipped: %s", e)
+            except RewriteError as e:
+                self.lpips_note = str(e)
+                log.warning("masked LPIPS skipped: %s", e)
         self.efficacy = {}
         if self.kind == "copy" and self.source:
             self.efficacy = {t: RegionEfficacy(self.source, self.classes.index(t)) for t in cfg.select.target}

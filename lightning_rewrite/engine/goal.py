@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..errors import RewriteError
 from ..vocabulary import KINDS
+from .interventions import UnitIntervention
 from .latents import LatentSampler
 from .layer import HookedLayer, LayerInputs, flat_keys
 from .masks import bounding_box
@@ -163,8 +164,6 @@ class PairedGoal(GoalBuilder):
             return z, hooked.inputs(z)
         if any(p.intervention is None for p in pairs):
             raise RewriteError("pairs with and without interventions cannot be mixed in one request")
-        from .interventions import UnitIntervention
-
         sides = []
         for on in (True, False):
             with UnitIntervention(hooked.model, [p.intervention for p in pairs], on):

@@ -98,6 +98,7 @@ class Method(nn.Module):
     projects: ClassVar[bool] = False  # whether the optimised weight is projected onto W0 + span(D)
     image_space: ClassVar[bool] = False  # whether the goal is an image (and ℓ may be perceptual)
     deterministic: ClassVar[bool] = True  # whether the loss is the same function at every step
+    solver: Solver  # set by make_method, from the solver the settings ask for
 
     def __init__(self, hooked: HookedLayer, settings: Settings) -> None:
         super().__init__()
@@ -106,7 +107,11 @@ class Method(nn.Module):
         self.goal: Goal | None = None
         self.crop: Crop | None = None
         self.condition: float | None = None
-        self.name = ""  # its name in METHODS, set by make_method
+
+    @property
+    def name(self) -> str:
+        """Its name in :data:`METHODS`."""
+        return next(name for name, kind in METHODS.items() if type(self) is kind)
 
     def solver_name(self) -> str:
         """The solver asked for, ``auto`` resolved: L-BFGS for a deterministic, unprojected loss."""
@@ -118,9 +123,6 @@ class Method(nn.Module):
             raise RewriteError(f"solver lbfgs needs the same loss at every step and nothing changed between steps; "
                                f"{self.name} {why}: use solver adam (or auto)")
         return name
-
-    def solver(self) -> Solver:
-        return SOLVERS[self.solver_name()]()
 
     def lr(self) -> float:
         """The rate asked for, or the solver's default for this method."""
@@ -181,10 +183,14 @@ class Method(nn.Module):
             generator.get_parameter(self.hooked.weight_name).copy_(self.weight0)
         return generator.eval()
 
+    def state(self) -> dict[str, float]:
+        """Where the optimisation stands, beyond the loss (logged once a step, not per evaluation)."""
+        return {}
+
     def report(self) -> dict[str, float | str]:
         """What a run reports of the finished edit: the goal's loss, and what else the method knows."""
         with torch.no_grad():
-            return {"constraint_loss": float(self.constraint_loss())}
+            return {"constraint_loss": float(self.constraint_loss()), **self.state()}
 
 
 class RankS(Method):
@@ -224,7 +230,7 @@ class RankS(Method):
         proj = goal.context_keys.to(d) @ d
         scale = (proj.pow(2) * goal.context_weights.to(d)[:, None]).sum(0) / goal.context_weights.sum()
         self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
-        if self.settings.warm_start and not self.from_change and self.solver().warm_starts:
+        if self.settings.warm_start and not self.from_change and self.solver.warm_starts:
             self._warm_start()
 
     def _warm_start(self) -> None:
@@ -274,12 +280,6 @@ class RankS(Method):
     def substituted_weight(self) -> Tensor | None:
         return self.current_weight() if self.by_lambda else None
 
-    def losses(self) -> dict[str, Tensor]:
-        out = super().losses()
-        if self.by_lambda:
-            out["lambda_norm"] = self.lambda_().detach().norm()
-        return out
-
     def project(self) -> None:
         if self.by_lambda:
             return
@@ -289,11 +289,8 @@ class RankS(Method):
                 self._directions.copy_(memory.change_directions(weight, self.weight0, self.settings.rank, axis))
             weight.copy_(memory.project_weight(weight, self.weight0, self._directions, axis))
 
-    def report(self) -> dict[str, float | str]:
-        out = super().report()
-        if self.by_lambda:
-            out["lambda_norm"] = float(self.lambda_().detach().norm())
-        return out
+    def state(self) -> dict[str, float]:
+        return {"lambda_norm": float(self.lambda_().detach().norm())} if self.by_lambda else {}
 
     def commit(self) -> None:
         if self.by_lambda:
@@ -410,6 +407,5 @@ def make_method(name: str, hooked: HookedLayer, settings: Settings) -> Method:
     if name not in METHODS:
         raise RewriteError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     method = METHODS[name](hooked, settings)
-    method.name = name
-    method.solver_name()  # a solver that cannot run this method fails here, before any work
+    method.solver = SOLVERS[method.solver_name()]()  # a solver that cannot run it fails here, before any work
     return method
