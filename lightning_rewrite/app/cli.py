@@ -23,6 +23,8 @@ RECIPE_COMMANDS = {
     "select": "choose the recipe's selections among the world's samples; writes <out>/select/request.json and "
               "selections.png (stored with the recipe under recipes/requests/, fit uses them without segmenting)",
     "stats": "compute and cache the key statistics of the model at edit.layer",
+    "ui": "the Copy-Paste-Context interface in the browser (paint, execute, save); prints its URL, writes <out>/ui/ "
+          "on Save",
     "layers": "list the rewritable layers of the model (model.checkpoint=PATH or the world's generator)",
 }
 #: World commands (each reads its own schema) and what each does.
@@ -32,7 +34,7 @@ WORLD_COMMANDS = {
 }
 COMMANDS = (*RECIPE_COMMANDS, *WORLD_COMMANDS)
 #: Where each recipe command writes, below the run directory (``fit`` writes the run directory itself).
-SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select"}
+SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select", "ui": "ui"}
 #: Commands that need a recipe named.
 NEED_RECIPE = ("fit", "test")
 

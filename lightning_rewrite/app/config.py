@@ -122,6 +122,17 @@ class TestConfig:
 
 
 @dataclass
+class UiConfig:
+    """``ui``: the browser interface's server."""
+
+    host: str = setting("127.0.0.1", "address to serve on; anything but loopback lets other machines edit (a warning)")
+    port: int = setting(8765, "port to serve on (0: a free one)")
+    page: int = setting(12, "samples per page of the grid")
+    search: int = setting(1000, "samples Search ranks (from the grid's first index)")
+    max_upload_mb: int = setting(256, "largest file Load accepts (MB)")
+
+
+@dataclass
 class RunConfig:
     recipe: str = setting(MISSING, "the edit to make: a recipe name (listed above); required")
     description: str = setting("", "(set by the recipe: what it does)")
@@ -139,6 +150,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
 
 
 #: Keys a recipe sets for itself: not settings a user gives.
@@ -346,6 +358,10 @@ def validate(cfg: DictConfig) -> None:
         (cfg.test.n >= 1, f"test.n must be ≥ 1, got {cfg.test.n}"),
         (cfg.select.pool >= 1, f"select.pool must be ≥ 1, got {cfg.select.pool}"),
         (_units_ok(cfg.edit.units), f"edit.units must be a count ≥ 1 or a list of channel indices ≥ 0, got {cfg.edit.units}"),
+        (0 <= cfg.ui.port <= 65535, f"ui.port must be 0 … 65535 (0: a free port), got {cfg.ui.port}"),
+        (1 <= cfg.ui.page <= 100 and 1 <= cfg.ui.search <= 100_000,
+         f"ui.page must be 1 … 100 and ui.search 1 … 100,000, got {cfg.ui.page} and {cfg.ui.search}"),
+        (cfg.ui.max_upload_mb >= 1, f"ui.max_upload_mb must be ≥ 1, got {cfg.ui.max_upload_mb}"),
         (cfg.model.world is not None or cfg.model.checkpoint is not None,
          "give model.checkpoint=PATH or model.world=NAME (churches, faces, kitchens)"),
     ]

@@ -63,8 +63,10 @@ class EditProgressBar(RichProgressBar):
         return metrics
 
 
-def _trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, pictures: EditImages) -> pl.Trainer:
-    callbacks: list[pl.Callback] = [pictures]
+def edit_trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer that makes an edit: ``callbacks``, the projection when the method asks for it,
+    and the progress bar when ``cfg.progress``."""
+    callbacks = list(callbacks)
     if projected:
         callbacks.append(ProjectedOptimizer(every=cfg.edit.project_every))
     if cfg.progress:
@@ -141,7 +143,7 @@ def fit(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
                 metrics.update(stats_seconds=seconds, stats_source=found.source, stats_samples=cfg.stats.samples)
             title = f"{cfg.recipe}: {cfg.edit.method} rank {cfg.edit.rank} at {cfg.edit.layer}"
             pictures = EditImages(tmp, start=cfg.sample.start, n=SHOWN, title=title)
-            trainer = _trainer(cfg, logger, tmp, module.method.projects, pictures)
+            trainer = edit_trainer(cfg, logger, tmp, module.method.projects, [pictures])
             start = time.perf_counter()
             trainer.fit(module)
             if trainer.interrupted:

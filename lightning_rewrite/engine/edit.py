@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+import safetensors.torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -125,18 +125,23 @@ class Edit:
             p = p.with_suffix(".safetensors")
         if not p.is_file():
             raise RewriteError(f"edit file {os.fspath(path)!r} does not exist; give the edit.safetensors a fit run wrote")
-        if p.stat().st_size == 0:
-            raise RewriteError(f"edit file {p.name} is empty (0 bytes); give the edit.safetensors a fit run wrote")
+        return cls.from_bytes(p.read_bytes(), p.name)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "the edit file") -> "Edit":
+        """Read an edit file's bytes (an upload, or a file's content): safetensors, never pickle."""
+        if not data:
+            raise RewriteError(f"edit file {name} is empty (0 bytes); give the edit.safetensors a fit run wrote")
         try:
-            with safe_open(str(p), framework="pt") as f:
-                header = json.loads((f.metadata() or {}).get("spec", "{}"))
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = safetensors.torch.load(data)
+            size = int.from_bytes(data[:8], "little")
+            header = json.loads(json.loads(data[8:8 + size]).get("__metadata__", {}).get("spec", "{}"))
         except Exception as e:  # noqa: BLE001 - any unreadable file is one line
-            raise RewriteError(f"{p.name} is not a readable edit file: it is truncated or not a safetensors file "
-                               f"({str(e).splitlines()[0][:120]})") from None
-        if header.get("format") != FORMAT:
-            raise RewriteError(f"{p.name} is not a lightning-rewrite edit file (format {header.get('format')!r}, "
-                               f"expected {FORMAT!r})")
+            raise RewriteError(f"{name} is not a readable edit file: it is truncated or not a safetensors file "
+                               f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            found = header.get("format") if isinstance(header, dict) else None
+            raise RewriteError(f"{name} is not a lightning-rewrite edit file (format {found!r}, expected {FORMAT!r})")
         changes = []
         for i, w in enumerate(header["weights"]):
             changes.append(WeightChange(w["name"], tensors[f"{i}.original"], w["key_axis"], tensors.get(f"{i}.directions"),

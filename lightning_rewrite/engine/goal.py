@@ -41,10 +41,7 @@ class GoalBuilder:
         self.request, self.hooked, self.latents = request, hooked, latents
 
     def z(self, sample: object) -> Tensor:
-        """The latent of a sample index (or an explicit latent), on the layer's device and dtype."""
-        w = self.hooked.weight
-        z = self.latents.take([sample])[0] if isinstance(sample, int) else torch.as_tensor(sample)
-        return z.to(w.device, w.dtype)
+        return latent_of(sample, self.hooked, self.latents)
 
     def build(self, second_moment: Tensor | None) -> Goal:
         raise NotImplementedError
@@ -54,21 +51,32 @@ class GoalBuilder:
         return self.request.context or [self.request.paste]
 
     def context_keys(self) -> tuple[Tensor, Tensor]:
-        sel, hooked = self.context(), self.hooked
-        keys = hooked.keys(torch.stack([self.z(s.sample) for s in sel]))
-        weights = torch.stack([s.resized(tuple(keys.shape[2:])) for s in sel]).to(keys.device)
-        k, w = flat_keys(keys), weights.reshape(-1)
-        keep = w > 0
-        if not keep.any():
-            raise RewriteError(f"every context mask is empty at the {_res(keys)} key resolution of {hooked.name}; "
-                               "select larger regions")
-        return k[keep], w[keep]
+        return context_keys(self.context(), self.hooked, self.latents)
 
     @staticmethod
     def key_star(keys: Tensor, selections: Sequence[Selection]) -> Tensor:
         """The mean key over the selected regions of ``keys`` (one row per selection)."""
         w = torch.stack([s.resized(tuple(keys.shape[2:])) for s in selections]).to(keys)
         return (flat_keys(keys) * w.reshape(-1, 1)).sum(0) / w.sum().clamp_min(1e-10)
+
+
+def latent_of(sample: object, hooked: HookedLayer, latents: LatentSampler) -> Tensor:
+    """The latent of a sample index (or an explicit latent), on the layer's device and dtype."""
+    w = hooked.weight
+    z = latents.take([sample])[0] if isinstance(sample, int) else torch.as_tensor(sample)
+    return z.to(w.device, w.dtype)
+
+
+def context_keys(selections: Sequence[Selection], hooked: HookedLayer, latents: LatentSampler) -> tuple[Tensor, Tensor]:
+    """The keys (n, N) under the selections' masks and their mask weights (n,), positive only."""
+    keys = hooked.keys(torch.stack([latent_of(s.sample, hooked, latents) for s in selections]))
+    weights = torch.stack([s.resized(tuple(keys.shape[2:])) for s in selections]).to(keys.device)
+    k, w = flat_keys(keys), weights.reshape(-1)
+    keep = w > 0
+    if not keep.any():
+        raise RewriteError(f"every context mask is empty at the {_res(keys)} key resolution of {hooked.name}; "
+                           "select larger regions")
+    return k[keep], w[keep]
 
 
 class CopyGoal(GoalBuilder):

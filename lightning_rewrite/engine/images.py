@@ -97,13 +97,17 @@ def selections(request: EditRequest, generator: nn.Module, latents: LatentSample
 def context_match(hooked: HookedLayer, directions: Tensor, key_star: Tensor, z: Tensor, images: Tensor) -> Tensor:
     """Where the held-out samples' keys align with the edit's direction as strongly as the
     selected key does: heat = clamp(Dᵀk / Dᵀk*, 0, 1) (first direction), over each image."""
-    d = directions[:, 0].to(key_star)
-    with torch.no_grad():
-        keys = hooked.keys(z.to(key_star.device, hooked.weight.dtype))
-    score = torch.einsum("bn...,n->b...", keys.to(d), d) / (key_star @ d).clamp_min(1e-12)
-    heat = score.clamp(0, 1).cpu()
+    from .search import ContextQuery
+
+    score = ContextQuery(directions[:, 0].to(key_star), key_star).score_map(hooked, z)
+    return heat_overlays(images, score)
+
+
+def heat_overlays(images: Tensor, score: Tensor) -> Tensor:
+    """Each image (n, 3, H, W in [0, 1]) with its score map (n, *spatial) clamped to [0, 1] in red."""
+    heat = score.clamp(0, 1).float().cpu()
     if heat.ndim != 3:  # a layer without 2-D maps: no picture of where
-        heat = heat.reshape(len(z), 1, 1).expand(len(z), 8, 8)
+        heat = heat.reshape(len(images), 1, 1).expand(len(images), 8, 8)
     return torch.stack([heat_overlay(img, h) for img, h in zip(images, heat)])
 
 

@@ -21,7 +21,7 @@ def _clone(value: Any) -> Any:
     return value
 
 
-class _Exhausted(Exception):
+class Exhausted(Exception):
     """A copy called a kept module more often than the first generator did."""
 
 
@@ -34,7 +34,8 @@ class SharedPrefix:
         self.full_runs = 0  # copies drawn in full (for reports and tests)
         self._same: dict[int, bool] = {}  # per copy: whether its kept modules' weights are the first's
 
-    def _record(self, model: nn.Module, z: Tensor) -> tuple[Any, dict[str, list[Any]]]:
+    def record(self, model: nn.Module, z: Tensor) -> tuple[Any, dict[str, list[Any]]]:
+        """``model(z)`` and the kept outputs of the modules that finish before the layer starts."""
         names = {m: n for n, m in model.named_modules()}
         layer = model.get_submodule(self.layer)
         parts = self.layer.split(".")
@@ -65,12 +66,15 @@ class SharedPrefix:
         return out, {n: outs for n, outs in kept.items() if n not in late}
 
     @staticmethod
-    def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    def same_weights(a: nn.Module, b: nn.Module) -> bool:
+        """Whether two modules hold bitwise the same parameters and buffers."""
         ta = [*a.parameters(), *a.buffers()]
         tb = [*b.parameters(), *b.buffers()]
         return len(ta) == len(tb) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(ta, tb))
 
-    def _replay(self, model: nn.Module, z: Tensor, kept: dict[str, list[Any]]) -> Any:
+    def replay(self, model: nn.Module, z: Tensor, kept: dict[str, list[Any]]) -> Any:
+        """``model(z)`` with the kept modules returning their recorded outputs (raises
+        :class:`Exhausted` when the model calls them more often than the recording did)."""
         patched = []
 
         def replay(queue: Iterator[Any]) -> Any:
@@ -78,7 +82,7 @@ class SharedPrefix:
                 try:
                     return _clone(next(queue))
                 except StopIteration:
-                    raise _Exhausted from None
+                    raise Exhausted from None
             return forward
         queues = {}
         try:
@@ -89,23 +93,23 @@ class SharedPrefix:
                 patched.append(module)
             out = model(z)
             if any(next(q, None) is not None for q in queues.values()):
-                raise _Exhausted
+                raise Exhausted
             return out
         finally:
             for module in patched:
                 del module.forward
 
     def draw(self, generators: list[nn.Module], z: Tensor) -> list[Any]:
-        first, kept = self._record(generators[0], z)
+        first, kept = self.record(generators[0], z)
         out = [first]
         for g in generators[1:]:
             if id(g) not in self._same:
-                self._same[id(g)] = all(self._same_weights(generators[0].get_submodule(n), g.get_submodule(n))
+                self._same[id(g)] = all(self.same_weights(generators[0].get_submodule(n), g.get_submodule(n))
                                         for n in kept)
             same = bool(kept) and self._same[id(g)]
             try:
-                out.append(self._replay(g, z, kept) if same else g(z))
-            except _Exhausted:
+                out.append(self.replay(g, z, kept) if same else g(z))
+            except Exhausted:
                 out.append(g(z))
                 same = False
             self.full_runs += not same
