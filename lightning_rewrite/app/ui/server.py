@@ -163,6 +163,7 @@ def make_app(session: Session, host: str, port: int, max_upload_mb: int) -> Star
         Route("/api/paste", posted(paste), methods=["POST"]),
         Route("/api/context", posted(lambda b: session.add_context(_int(b, "sample"), b.get("mask"))), methods=["POST"]),
         Route("/api/context/remove", posted(lambda b: session.remove_context(_int(b, "k"))), methods=["POST"]),
+        Route("/api/clear", posted(lambda b: session.clear()), methods=["POST"]),
         Route("/api/settings", posted(lambda b: session.set_settings(b)), methods=["POST"]),
         Route("/api/search", posted(lambda b: session.search(_int(b, "start"), _int(b, "n"))), methods=["POST"]),
         Route("/api/execute", posted(lambda b: session.execute(str(b.get("kind", "copy")))), methods=["POST"]),

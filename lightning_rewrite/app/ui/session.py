@@ -186,6 +186,12 @@ class Session:
             del self.context[k]
             self._queries.clear()
 
+    def clear(self) -> None:
+        """Forget the copy, paste and context (the edits stay)."""
+        with self._lock:
+            self.object, self.paste, self.context = None, None, []
+            self._queries.clear()
+
     def set_settings(self, values: dict[str, Any]) -> None:
         """Change layer, rank, method, solver, steps or units; each is checked as the command line checks it."""
         unknown = sorted(set(values) - set(SETTING_KEYS))
@@ -383,7 +389,7 @@ class Session:
         if float(sel.mask.max()) <= 0:
             raise RewriteError(f"{what} is empty: paint over the part of sample {sample} you mean first")
         res = self._resolution()
-        if res is not None and float(sel.resized(res).max()) <= 0:
+        if res is not None and float(sel.resized(res).max()) < 0.5:  # no location of the layer half covered
             raise RewriteError(f"{what} is too small for {self.settings['layer']} ({res[0]}×{res[1]}): paint a region of "
                                f"at least {self.size[0] // res[0]}×{self.size[1] // res[1]} pixels, or choose a finer layer")
         return sel
