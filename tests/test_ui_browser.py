@@ -177,8 +177,9 @@ def test_toggle_original_shows_the_unedited_render(ui):
     page = ui["page"]
     jump(page, HELD_OUT.start)
     page.click("#toggle")
-    page.wait_for_selector("#view-label:has-text('unedited')")
-    page.wait_for_function("() => document.querySelector('#grid').dataset.state.endsWith(':1:0')")
+    page.wait_for_selector("#grid[data-first]")
+    assert page.locator("#grid").get_attribute("data-state").endswith(":1:0")
+    assert page.locator("#view-label").inner_text() == "unedited (original)"
     shown = shown_images(ui, HELD_OUT[:8])
     fresh = load_model(ui["cfg"], with_segmenter=False)
     with torch.no_grad():
@@ -186,7 +187,8 @@ def test_toggle_original_shows_the_unedited_render(ui):
     assert torch.equal(shown, torch.from_numpy(np.stack([to_uint8(unit(x)) for x in render])))
     page.screenshot(path=str(ui["shots"] / "5_original.png"))
     page.click("#toggle")
-    page.wait_for_function("() => document.querySelector('#grid').dataset.state.endsWith(':0:0')")
+    page.wait_for_selector("#grid[data-first]")
+    assert page.locator("#grid").get_attribute("data-state").endswith(":0:0")
 
 
 def test_save_writes_an_edit_file_that_sample_applies_to_the_same_images(ui, tmp_path):

@@ -105,7 +105,6 @@ function imageURL(index) {
 async function drawGrid() {
   const shown = indices();
   const grid = $("grid");
-  delete grid.dataset.first;
   grid.innerHTML = "";
   $("range").textContent = view.kind === "search" ? `best ${shown.length} of ${view.searched} searched`
     : `samples ${shown[0]} – ${shown[shown.length - 1]}`;
@@ -239,7 +238,16 @@ async function sendSettings() {
   await refresh();
 }
 
-async function refresh() {
+// Redraws run one after another (a click during a redraw waits for it); the grid's data-first is
+// removed at once and set again when the grid is drawn.
+let drawing = Promise.resolve();
+function refresh() {
+  delete $("grid").dataset.first;
+  drawing = drawing.catch(() => null).then(redraw);
+  return drawing;
+}
+
+async function redraw() {
   S = await api("/api/state");
   [H, W] = S.image_size;
   localStorage.setItem("lr.start", view.start);
