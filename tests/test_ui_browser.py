@@ -66,6 +66,13 @@ def ui(tmp_path_factory):
         thread.join(10)
 
 
+def shot(ui, name: str) -> None:
+    """A screenshot of the page once its grid is drawn."""
+    ui["page"].wait_for_selector("#grid[data-first]")
+    ui["page"].wait_for_function("() => [...document.querySelectorAll('#grid img')].every((i) => i.complete)")
+    ui["page"].screenshot(path=str(ui["shots"] / name))
+
+
 def message(page) -> str:
     return page.locator("#message").inner_text()
 
@@ -135,7 +142,7 @@ def test_paint_copy_paste_context_execute_makes_domes_trees(ui):
     paint(page, obj, obj_mask)
     page.click("#copy")
     page.wait_for_selector("#copy-tray canvas")
-    page.screenshot(path=str(ui["shots"] / "1_copy.png"))
+    shot(ui, "1_copy.png")
     jump(page, paste)
     page.click("#paste")
     t, l, b, r = bounding_box(paste_mask)
@@ -143,7 +150,7 @@ def test_paint_copy_paste_context_execute_makes_domes_trees(ui):
     scale = box["width"] / session.size[1]
     page.mouse.click(box["x"] + ((l + r) // 2 + 0.5) * scale, box["y"] + ((t + b) // 2 + 0.5) * scale)
     page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('pasted')")
-    page.screenshot(path=str(ui["shots"] / "2_paste.png"))
+    shot(ui, "2_paste.png")
     for k, (index, mask) in enumerate(context):
         jump(page, index)
         paint(page, index, mask)
@@ -153,12 +160,12 @@ def test_paint_copy_paste_context_execute_makes_domes_trees(ui):
     for got, (_, want) in zip(session.context, context):
         assert torch.equal(got.mask > 0.5, want > 0.5)  # the painted masks are the masks given
     assert session.object.sample == obj and torch.equal(session.object.mask > 0.5, obj_mask > 0.5)
-    page.screenshot(path=str(ui["shots"] / "3_context.png"))
+    shot(ui, "3_context.png")
     jump(page, HELD_OUT.start)
     before = torch.stack([fetch(ui, i, True) for i in HELD_OUT])
     execute(page)
     assert "edit done" in message(page), message(page)
-    page.screenshot(path=str(ui["shots"] / "4_executed.png"))
+    shot(ui, "4_executed.png")
     after = shown_images(ui, HELD_OUT)
     world = session.model.world if session.model.world is not None else None
     from lightning_rewrite.worlds import get_world
@@ -185,7 +192,7 @@ def test_toggle_original_shows_the_unedited_render(ui):
     with torch.no_grad():
         render = fresh.generator(fresh.latents.take(list(HELD_OUT[:8]))).clamp(-1, 1)
     assert torch.equal(shown, torch.from_numpy(np.stack([to_uint8(unit(x)) for x in render])))
-    page.screenshot(path=str(ui["shots"] / "5_original.png"))
+    shot(ui, "5_original.png")
     page.click("#toggle")
     page.wait_for_selector("#grid[data-first]")
     assert page.locator("#grid").get_attribute("data-state").endswith(":0:0")
@@ -274,7 +281,7 @@ def test_bad_input_is_one_line_in_the_page_and_the_server_keeps_serving(ui, case
     page.wait_for_function("(e) => (document.querySelector('#message.error') || {}).textContent?.includes(e)", arg=expected)
     line = message(page)
     assert expected in line and "\n" not in line, line
-    page.screenshot(path=str(ui["shots"] / f"bad_{case}.png"))
+    shot(ui, f"bad_{case}.png")
     if case == "second_execute":
         session.wait()
         page.wait_for_function("() => !document.querySelector('#message').classList.contains('error')")

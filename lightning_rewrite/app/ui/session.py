@@ -108,7 +108,7 @@ class Session:
                 "methods": [m for m in METHODS if m != "dissect"], "solvers": list(SOLVERS), "settings": dict(self.settings),
                 "object": _selection_json(self.object), "paste": _selection_json(self.paste),
                 "context": [_selection_json(s) for s in self.context],
-                "stack": [{"label": e.describe(), "kind": e.spec.get("kind"), "steps": (e.spec.get("solver") or {}).get("steps")}
+                "stack": [{"label": self._label(e), "kind": e.spec.get("kind"), "steps": (e.spec.get("solver") or {}).get("steps")}
                           for e in self.stack],
                 "state": self.renderer.state, "progress": asdict(self.progress),
             }
@@ -361,6 +361,11 @@ class Session:
         self._queries.clear()
         weight = HookedLayer(self.model.generator, self.settings["layer"]).weight_name
         self.renderer.changed(self.stack, weight.rsplit(".", 1)[0])
+
+    def _label(self, edit: Edit) -> str:
+        """The edit in words, its layer by the name the settings show (``layer6``, not ``convs.3``)."""
+        alias = next((r["alias"] for r in self.layers if r["name"] == edit.layer and r["alias"]), None)
+        return edit.describe().replace(f" at {edit.layer}", f" at {alias}") if alias else edit.describe()
 
     def _check_index(self, index: int) -> None:
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < MAX_SAMPLES:

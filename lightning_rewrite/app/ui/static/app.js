@@ -202,15 +202,20 @@ async function drawGoal() {
 
 // -- the trays and settings ----------------------------------------------------------------
 
+function thumb(sel) {
+  return `<span class="thumb"><img src="/api/image/${sel.sample}?original=1" alt="sample ${sel.sample}">` +
+    `<canvas width="${W}" height="${H}"></canvas></span>`;
+}
+
 async function drawTrays() {
   const tray = $("copy-tray");
-  tray.innerHTML = S.object ? `<canvas width="${W}" height="${H}"></canvas> #${S.object.sample}${S.paste ? ` → pasted on #${S.paste.sample}` : ""}` : "<em>nothing copied</em>";
+  tray.innerHTML = S.object ? `${thumb(S.object)} #${S.object.sample}${S.paste ? ` → #${S.paste.sample}` : " (not pasted)"}` : "<em>nothing copied</em>";
   if (S.object) tint(tray.querySelector("canvas"), [[await decodeMask(S.object.mask), COLORS.object]]);
   const list = $("context-tray");
   list.innerHTML = "";
   for (const [k, c] of S.context.entries()) {
     const li = document.createElement("li");
-    li.innerHTML = `<canvas width="${W}" height="${H}"></canvas> #${c.sample} <button class="show">show</button> <button class="remove">remove</button>`;
+    li.innerHTML = `${thumb(c)} #${c.sample} <button class="show">show</button> <button class="remove">remove</button>`;
     tint(li.querySelector("canvas"), [[await decodeMask(c.mask), COLORS.context]]);
     li.querySelector(".show").onclick = () => { view = { kind: "page", start: c.sample }; refresh(); };
     li.querySelector(".remove").onclick = async () => { await api("/api/context/remove", { k }); await refresh(); };
@@ -269,12 +274,12 @@ function painted() {
 async function placePaste(index, [x, y]) {
   mode = "paste-sent";
   $("paste").classList.remove("armed");
+  mode = "paint";
   try {
     await api("/api/paste", { sample: index, x: Math.floor(x), y: Math.floor(y) });
-    say(`pasted on #${index}: the goal is shown over it; add context, then Execute`);
-  } catch (e) { /* said */ }
-  mode = "paint";
+  } catch (e) { await refresh(); return; }
   await refresh();
+  say(`pasted on #${index}: the goal is shown over it; add context, then Execute`);
 }
 
 async function run(kind) {
