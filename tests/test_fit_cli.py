@@ -263,7 +263,7 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
     (["fit", "recipe=domes_to_trees_paper"], "recipe domes_to_trees_paper needs model.checkpoint=PATH"),
     (["sample", "recipe=domes_to_trees", "sample.start=-1"], "sample.start must be ≥ 0"),
     (["fit", "recipe=domes_to_trees", "model.edits=[missing.safetensors]"], "edit file 'missing.safetensors' does not exist"),
-    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, select, stats, layers"),
+    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, select, stats, ui, layers"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
     _assert_refused(tmp_path, capsys, message, *argv)

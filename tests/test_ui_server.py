@@ -154,3 +154,45 @@ def test_bad_ui_settings_are_one_line_exit_2(argv, message, tmp_path, capsys):
     assert main(["ui", "recipe=domes_to_trees", f"out={tmp_path / 'run'}", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_erase_of_a_loaded_watermark_request_removes_watermark_pixels(client):
+    """Erase (the watermark recipe's stored selections, loaded as a file): the segmenter finds
+    fewer watermark pixels on 200 held-out samples after the edit (measured 4,616 → 3,655: the
+    rank-1 erase at layer6 is the paper tables' recorded miss, which the advise issue tunes)."""
+    from lightning_rewrite.worlds import get_world
+
+    session = client.session
+    stored = STORED.with_name("watermark.json")
+    assert client.post("/api/load?name=watermark.json", content=stored.read_bytes(), headers=ORIGIN).status_code == 200
+    assert client.post("/api/execute", json={"kind": "erase"}, headers=ORIGIN).status_code == 200
+    progress = session.wait(120)
+    assert progress.error is None and session.stack[-1].spec["kind"] == "erase"
+    assert len(session.stack[-1].spec["units"]) == 30
+    world = get_world("churches")
+    segmenter = world.load_segmenter().eval()
+    held_out = list(range(1000, 1200))
+    counts = []
+    for original in (True, False):
+        labels = segmenter.labels(session.renderer.images(held_out, original))
+        counts.append(int((labels == world.classes.index("watermark")).sum()))
+    client.post("/api/revert", json={}, headers=ORIGIN)
+    assert counts[1] < 0.85 * counts[0], counts
+
+
+def test_a_saved_edit_file_loads_onto_the_stack_and_draws_the_same_images(client):
+    session = client.session
+    client.post("/api/load?name=r.json", content=STORED.read_bytes(), headers=ORIGIN)
+    client.post("/api/execute", json={}, headers=ORIGIN)
+    assert session.wait(120).error is None
+    edited = client.get("/api/image/1003").content
+    files = client.post("/api/save", json={}, headers=ORIGIN).json()["files"]
+    assert client.post("/api/revert", json={}, headers=ORIGIN).status_code == 200
+    assert client.get("/api/state").json()["stack"] == []
+    data = Path(files[0]).read_bytes()
+    loaded = client.post("/api/load?name=edit.safetensors", content=data, headers=ORIGIN)
+    assert loaded.status_code == 200 and loaded.json()["message"].startswith("applied edit.safetensors")
+    assert client.get("/api/image/1003").content == edited
+    again = client.post("/api/load?name=edit.safetensors", content=data, headers=ORIGIN)
+    assert again.status_code == 400 and "already edited" in again.json()["error"]
+    client.post("/api/revert", json={}, headers=ORIGIN)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -167,7 +168,7 @@ def make_app(session: Session, host: str, port: int, max_upload_mb: int) -> Star
         Route("/api/settings", posted(lambda b: session.set_settings(b)), methods=["POST"]),
         Route("/api/search", posted(lambda b: session.search(_int(b, "start"), _int(b, "n"))), methods=["POST"]),
         Route("/api/execute", posted(lambda b: session.execute(str(b.get("kind", "copy")))), methods=["POST"]),
-        Route("/api/progress", lambda request: JSONResponse(session.state()["progress"])),
+        Route("/api/progress", lambda request: JSONResponse(asdict(session.progress))),
         Route("/api/revert", posted(lambda b: session.revert()), methods=["POST"]),
         Route("/api/save", posted(lambda b: {"files": session.save()}), methods=["POST"]),
         Route("/api/load", load, methods=["POST"]),

@@ -233,7 +233,8 @@ class Session:
         if kind == "erase":
             if not self.context:
                 raise RewriteError("Erase needs context: paint what to erase on one or more samples and add them to Context")
-            request = EditRequest("erase", context=list(self.context), units=int(self.settings["units"]))
+            paste = self.paste if self.object is None else None  # a loaded erase request's own paste
+            request = EditRequest("erase", paste=paste, context=list(self.context), units=int(self.settings["units"]))
         elif kind == "copy":
             if self.object is None:
                 raise RewriteError("Execute needs a copied object: paint a region and press Copy, then Paste it")
@@ -314,7 +315,7 @@ class Session:
         if self.object is not None:
             return EditRequest("copy", self.object, self.paste, list(self.context))
         if self.context:
-            return EditRequest("erase", context=list(self.context), units=int(self.settings["units"]))
+            return EditRequest("erase", paste=self.paste, context=list(self.context), units=int(self.settings["units"]))
         return None
 
     def load(self, name: str, data: bytes) -> str:
