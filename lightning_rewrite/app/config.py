@@ -98,7 +98,10 @@ class TrainerConfig:
 
     max_steps: int = setting(400, "optimiser steps of the edit (the paper: 2001)")
     accelerator: str = setting("auto", "Lightning's accelerator: " + choices(ACCELERATORS))
-    devices: int = setting(1, "Lightning's device count")
+    devices: int = setting(1, "Lightning's device count (test and sample: processes that share the samples)")
+    num_nodes: int = setting(1, "test and sample: machines that share the samples (Lightning's num_nodes)")
+    strategy: str = setting("auto", "test and sample: Lightning's strategy (auto; ddp for several CPU processes)")
+    precision: str = setting("32-true", "test and sample: Lightning's precision (32-true, 16-mixed, bf16-mixed, …)")
 
 
 @dataclass
@@ -349,7 +352,8 @@ def validate(cfg: DictConfig) -> None:
          f"test.start must be ≥ 0 and test.start + test.n ≤ {MAX_SAMPLES:,}, got {cfg.test.start:,} + {cfg.test.n:,}"),
         (cfg.stats.batch_size >= 1, f"stats.batch_size must be ≥ 1, got {cfg.stats.batch_size}"),
         (cfg.test.batch_size >= 1, f"test.batch_size must be ≥ 1, got {cfg.test.batch_size}"),
-        (cfg.trainer.devices >= 1, f"trainer.devices must be ≥ 1, got {cfg.trainer.devices}"),
+        (cfg.trainer.devices >= 1 and cfg.trainer.num_nodes >= 1,
+         f"trainer.devices and trainer.num_nodes must be ≥ 1, got {cfg.trainer.devices} and {cfg.trainer.num_nodes}"),
         (cfg.trainer.accelerator in ACCELERATORS,
          f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {cfg.trainer.accelerator!r}"),
         (cfg.edit.project_every >= 1, f"edit.project_every must be ≥ 1, got {cfg.edit.project_every}"),

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from ..engine.interventions import LatentToggle, Toggled
 from ..errors import RewriteError
-from ..metrics import ClassifierRate, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
+from ..metrics import ClassifierRate, Count, MaskedL1, MaskedLPIPS, RegionEfficacy, RuleCorrelation, WatermarkRate
 from ..vocabulary import MIN_PIXELS
 from .assemble import Model
 
@@ -54,14 +55,29 @@ class EditMeasures:
             self.toggle = LatentToggle.fit(model.generator, self.segmenter, self.classes.index("window"),
                                            model.latents, range(TOGGLE_SAMPLES))
             self.rule = (RuleCorrelation(), RuleCorrelation())
-        self.pixels = [0, 0]
+        self.pixels = (Count(), Count())  # source pixels before and after
+
+    def metrics(self) -> list[Metric]:
+        """Every Metric held (their states reduce across processes when computed)."""
+        out = [*self.change.values(), *self.efficacy.values(), *self.pixels]
+        out += [m for _, before, after in self.flags.values() for m in (before, after)]
+        return out + list(self.watermark or ()) + list(self.rule or ())
+
+    def to(self, device: torch.device) -> "EditMeasures":
+        """Measure on ``device`` (the segmenter and every metric's state)."""
+        if self.segmenter is not None:
+            self.segmenter.to(device)
+        for m in self.metrics():
+            m.to(device)
+        return self
 
     def region(self, lb: Tensor, la: Tensor) -> Tensor:
         """Where the edit is meant to act: the source classes before (and, for a paired rule, after)."""
         if self.kind == "paired":
-            ids = torch.tensor([self.classes.index(c) for c in ("window", "reflection") if c in self.classes] or self.source)
+            ids = torch.tensor([self.classes.index(c) for c in ("window", "reflection") if c in self.classes] or self.source,
+                               device=lb.device)
             return torch.isin(lb, ids) | torch.isin(la, ids)
-        return torch.isin(lb, torch.tensor(self.source))
+        return torch.isin(lb, torch.tensor(self.source, device=lb.device))
 
     def pair_generators(self, base: nn.Module, edited: nn.Module) -> list[nn.Module]:
         """For a rule: each generator without and with the cause (window) — pairs of scenes."""
@@ -75,7 +91,7 @@ class EditMeasures:
         if pairs:
             self.update_rule(pairs)
         if self.segmenter is None or not self.source:
-            region = torch.zeros(before.shape[0], *before.shape[-2:], dtype=torch.bool)
+            region = torch.zeros(before.shape[0], *before.shape[-2:], dtype=torch.bool, device=before.device)
             for m in self.change.values():
                 m.update(before, after, region)
             return
@@ -91,9 +107,9 @@ class EditMeasures:
         if self.watermark is not None:
             self.watermark[0].update(lb)
             self.watermark[1].update(la)
-        src = torch.tensor(self.source)
-        self.pixels[0] += int(torch.isin(lb, src).sum())
-        self.pixels[1] += int(torch.isin(la, src).sum())
+        src = torch.tensor(self.source, device=lb.device)
+        self.pixels[0].update(torch.isin(lb, src))
+        self.pixels[1].update(torch.isin(la, src))
 
     def update_rule(self, pairs: list[Tensor]) -> None:
         """Window vs reflection brightness within pairs of the same scene, before and after."""
@@ -111,7 +127,7 @@ class EditMeasures:
         if self.source:
             names = [self.classes[i] for i in self.source]
             out["source_classes"] = names
-            out["source_pixels_before"], out["source_pixels_after"] = self.pixels
+            out["source_pixels_before"], out["source_pixels_after"] = (int(m.compute()) for m in self.pixels)
             for t, m in self.efficacy.items():
                 out[f"efficacy_{names[0]}_to_{t}"] = float(m.compute())
         for name, (_, rate_before, rate_after) in self.flags.items():

@@ -17,42 +17,55 @@ from rich.console import Console
 from ..atomic import write_text
 from ..engine import images
 from ..engine.edit import Edit
-from ..engine.prefix import SharedPrefix
 from ..vocabulary import SHOWN
 from .assemble import load_model
 from .measures import EditMeasures
 from .report import table
 from .rundir import run_directory
-from .sampling import batches
+from .sampling import Drawing, drawing_trainer, gather
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> None:
     edit = Path(cfg.test.edit) if cfg.test.edit else out / "edit.safetensors"
-    console.print(table(f"test {cfg.recipe}: {out / 'test'}", test(cfg, out / "test", edit)))
+    metrics = test(cfg, out / "test", edit)
+    if metrics is not None:
+        console.print(table(f"test {cfg.recipe}: {out / 'test'}", metrics))
 
 
-def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any]:
-    """Measure the edit at ``edit_path`` on ``test.n`` held-out samples; write under ``out``."""
+def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any] | None:
+    """Measure the edit at ``edit_path`` on ``test.n`` held-out samples shared by the Trainer's
+    processes; the process of rank 0 writes under ``out`` and gets the metrics, the others None."""
     model = load_model(cfg)
     edit = Edit.load(edit_path)
     edited = edit.apply(copy.deepcopy(model.generator), force=cfg.model.force)
     measures = EditMeasures(cfg, model)
     idx = range(cfg.test.start, cfg.test.start + cfg.test.n)
-    changes = []
     pairs = measures.pair_generators(model.generator, edited)
-    generators = [model.generator, edited, *pairs]
-    prefix = SharedPrefix(edit.changes[0].name.rpartition(".")[0]) if len(edit.changes) == 1 else None
-    for before, after, *paired in batches(generators, model.latents, idx, cfg.test.batch_size, cfg.progress,
-                                          "test samples", prefix):
-        measures.update(before, after, paired)
-        changes.append((after - before).abs().flatten(1).mean(1))
-    change = torch.cat(changes)
+    changes: dict[int, float] = {}
+    result: dict[str, Any] = {}
+
+    def consume(chunk: list[int], drawn: list[torch.Tensor]) -> None:
+        before, after, *paired = drawn
+        measures.to(before.device).update(before, after, paired)
+        changes.update(zip(chunk, (after - before).abs().flatten(1).mean(1).tolist()))
+
+    def finish() -> None:
+        result["metrics"] = measures.compute()  # every process's states, reduced
+        result["changes"] = {i: c for part in gather(changes) for i, c in part.items()}
+
+    layer = edit.changes[0].name.rpartition(".")[0] if len(edit.changes) == 1 else None
+    trainer = drawing_trainer(cfg)
+    trainer.test(Drawing([model.generator, edited, *pairs], model.latents, idx, cfg.test.batch_size, consume, finish,
+                         layer), verbose=False)
+    if not trainer.is_global_zero:
+        return None
+    change = torch.tensor([result["changes"][i] for i in idx])
     device = next(model.generator.parameters()).device
     metrics = {"edit": str(edit_path), "recipe": cfg.recipe, "layer": edit.layer, "n": len(idx),
-               "mean_abs_change": float(change.mean()), **measures.compute()}
-    order = change.argsort(descending=True)
+               "world_size": trainer.world_size, "mean_abs_change": float(change.double().mean()), **result["metrics"]}
+    order = change.argsort(descending=True, stable=True)
     with run_directory(out, "test", nested=True) as tmp, torch.no_grad():
         for name, pick in (("largest_change", order[:SHOWN]), ("smallest_change", order.flip(0)[:SHOWN])):
             shown = [idx[int(i)] for i in pick]

@@ -3,9 +3,9 @@ processes and plug into any LightningModule): the paper's Tables 1–3 and Sect.
 functional twins are in :mod:`.functional`."""
 
 from .change import MaskedL1, MaskedLPIPS, outside
-from .rates import ClassifierRate, WatermarkRate
+from .rates import ClassifierRate, Count, WatermarkRate
 from .region import RegionEfficacy
 from .rule import RuleCorrelation
 
-__all__ = ["ClassifierRate", "MaskedL1", "MaskedLPIPS", "RegionEfficacy", "RuleCorrelation", "WatermarkRate",
+__all__ = ["ClassifierRate", "Count", "MaskedL1", "MaskedLPIPS", "RegionEfficacy", "RuleCorrelation", "WatermarkRate",
            "outside"]

@@ -26,6 +26,23 @@ class ClassifierRate(Metric):
         return self.positive.float() / self.total.clamp_min(1).float()
 
 
+class Count(Metric):
+    """``update(marked)``: how many entries of a boolean tensor are set (pixels of a class),
+    summed exactly (int64) over batches and processes."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, marked: Tensor) -> None:
+        self.count += marked.bool().sum()
+
+    def compute(self) -> Tensor:
+        return self.count
+
+
 class WatermarkRate(Metric):
     """``update(labels)`` with (B, H, W) segmenter labels; an image shows a watermark in a zone
     when at least ``min_pixels`` of it are labelled ``watermark``. Zones are fractions of the
