@@ -23,6 +23,8 @@ RECIPE_COMMANDS = {
     "select": "choose the recipe's selections among the world's samples; writes <out>/select/request.json and "
               "selections.png (stored with the recipe under recipes/requests/, fit uses them without segmenting)",
     "stats": "compute and cache the key statistics of the model at edit.layer",
+    "advise": "which layer and rank to rewrite: every candidate edit made and measured on validation samples; "
+              "writes <out>/advise/advise.json and advise.png, prints the table and the suggested setting",
     "ui": "the Copy-Paste-Context interface in the browser (paint, execute, save); prints its URL, writes <out>/ui/ "
           "on Save",
     "layers": "list the rewritable layers of the model (model.checkpoint=PATH or the world's generator)",
@@ -34,9 +36,9 @@ WORLD_COMMANDS = {
 }
 COMMANDS = (*RECIPE_COMMANDS, *WORLD_COMMANDS)
 #: Where each recipe command writes, below the run directory (``fit`` writes the run directory itself).
-SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select", "ui": "ui"}
+SUBDIRECTORY = {"test": "test", "sample": "sample", "select": "select", "ui": "ui", "advise": "advise"}
 #: Commands that need a recipe named.
-NEED_RECIPE = ("fit", "test")
+NEED_RECIPE = ("fit", "test", "advise")
 
 
 def _command(name: str) -> ModuleType:

@@ -71,8 +71,7 @@ class EditConfig:
     lr: Optional[float] = setting(None, "the solver's rate; default: lbfgs 1 (its line search's first step), adam by "
                                         "method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR["adam"].items()))
     crop: bool = setting(True, "compute the goal on the smallest exact window of the layer's input around the region")
-    warm_start: bool = setting(True, "rank_s with adam: start Λ from the closed-form insert of the layer's linear part "
-                                     "(lbfgs needs none)")
+    warm_start: bool = setting(True, "rank_s: start Λ from the closed-form insert of the layer's linear part")
     loss: str = setting("l1", "the goal's distance: " + choices(LOSSES))
     parametrization: str = setting("lambda", "rank_s: " + choices(PARAMETRIZATIONS))
     lr_schedule: str = setting("cosine", choices(SCHEDULES))
@@ -125,6 +124,18 @@ class TestConfig:
 
 
 @dataclass
+class AdviseConfig:
+    """``advise``: the layers and ranks tried, and the validation samples they are measured on."""
+
+    layers: list[str] = setting(meaning="layers to try (names or aliases; default: every layer whose resolution holds "
+                                        "the selections)", factory=list)
+    ranks: list[int] = setting(meaning="ranks to try", factory=lambda: [1, 2, 4])
+    n: int = setting(100, "validation samples each edit is measured on")
+    start: Optional[int] = setting(None, "first validation sample (default: right after the test range); never "
+                                         "inside the selection pool or the test range")
+
+
+@dataclass
 class UiConfig:
     """``ui``: the browser interface's server."""
 
@@ -154,6 +165,7 @@ class RunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     test: TestConfig = field(default_factory=TestConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    advise: AdviseConfig = field(default_factory=AdviseConfig)
 
 
 #: Keys a recipe sets for itself: not settings a user gives.
@@ -221,7 +233,7 @@ def _omegaconf_message(e: OmegaConfBaseException) -> str:
 
 
 #: Keys whose value is a list: a bare value (model.edits=a.safetensors) means a list of one.
-LIST_KEYS = ("model.edits", "select.source", "select.target", "select.require", "select.exclude")
+LIST_KEYS = ("model.edits", "advise.layers", "advise.ranks", "select.source", "select.target", "select.require", "select.exclude")
 
 
 def _as_list(item: str, keys: tuple[str, ...]) -> str:
@@ -365,6 +377,8 @@ def validate(cfg: DictConfig) -> None:
         (0 <= cfg.ui.port <= 65535, f"ui.port must be 0 … 65535 (0: a free port), got {cfg.ui.port}"),
         (1 <= cfg.ui.page <= 100 and 1 <= cfg.ui.search <= 100_000,
          f"ui.page must be 1 … 100 and ui.search 1 … 100,000, got {cfg.ui.page} and {cfg.ui.search}"),
+        (cfg.advise.n >= 1 and all(r >= 1 for r in cfg.advise.ranks) and len(cfg.advise.ranks) >= 1,
+         f"advise.n and every rank of advise.ranks must be ≥ 1, got {cfg.advise.n} and {list(cfg.advise.ranks)}"),
         (cfg.ui.max_upload_mb >= 1, f"ui.max_upload_mb must be ≥ 1, got {cfg.ui.max_upload_mb}"),
         (cfg.model.world is not None or cfg.model.checkpoint is not None,
          "give model.checkpoint=PATH or model.world=NAME (churches, faces, kitchens)"),
