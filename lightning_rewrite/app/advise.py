@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..engine.memory import CovarianceSolver
 from ..engine.request import EditRequest
 from ..engine.search import ContextQuery
 from ..errors import RewriteError
+from ..metrics.functional import region_counts
 from ..models.summary import describe_layers
 from ..vocabulary import MIN_PIXELS
 from .assemble import Model, build_request, load_model
@@ -124,12 +126,15 @@ def segmenter_measures(cfg: DictConfig, model: Model, before: Tensor, after: Ten
     measures.update(before, after)
     m = measures.compute()
     out: dict[str, Any] = {"masked_l1": m["masked_l1"]}
-    if cfg.edit.kind == "copy":
-        out["efficacy"] = m[f"efficacy_{cfg.select.source[0]}_to_{cfg.select.target[0]}"]
-    else:
-        out["efficacy"] = 1 - m["source_pixels_after"] / max(m["source_pixels_before"], 1)
     classes = model.world.classes
     lb, la = model.segmenter.labels(before), model.segmenter.labels(after)
+    source = [classes.index(c) for c in cfg.select.source]
+    if cfg.edit.kind == "copy":  # source pixels now labelled a target class other than the source (tree; mouth or teeth)
+        targets = [classes.index(c) for c in cfg.select.target if c not in cfg.select.source]
+        hits, total = region_counts(lb, la, source, targets)
+        out["efficacy"] = float(hits) / max(int(total), 1)
+    else:  # erase: source pixels removed
+        out["efficacy"] = 1 - m["source_pixels_after"] / max(m["source_pixels_before"], 1)
     skip = set(cfg.select.source) | set(cfg.select.target)
     appeared = {}
     for k, name in enumerate(classes):
@@ -140,8 +145,9 @@ def segmenter_measures(cfg: DictConfig, model: Model, before: Tensor, after: Ten
         appeared[name] = float((now & ~was).float().mean())
     worst = max(appeared, key=appeared.get)
     out.update(appeared=appeared, appeared_most=f"{worst} {appeared[worst]:.3f}")
-    if "watermark_any_rate_after" in m:
-        out["watermark_any_rate"] = m["watermark_any_rate_after"]
+    for key in ("watermark_any_rate_after", "smiling_rate_after"):
+        if key in m:
+            out[key.replace("_after", "")] = m[key]
     return out
 
 
@@ -166,6 +172,9 @@ def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> N
     for col in ("layer", "rank", y, x, "front", "extra"):
         table.add_column(col, justify="left" if col in ("layer", "front", "extra") else "right")
     for r in result["rows"]:
+        if "error" in r:
+            table.add_row(r["layer"], str(r["rank"]), "-", "-", "", r["error"][:60])
+            continue
         extra = r.get("appeared_most", "") or f"context top-1 share {r['context_top_share']:.2f}"
         mark = ("★ " if r is result["suggested_row"] else "") + ("front" if r["front"] else "")
         table.add_row(f"{r['layer']}{' (recipe)' if r['current'] else ''}", str(r["rank"]), f"{r[y]:.3f}", f"{r[x]:.4f}",
@@ -174,56 +183,72 @@ def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> N
     console.print(f"suggested: {result['suggested']}   → {out / 'advise'}/advise.json, advise.png", highlight=False)
 
 
-def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Make and measure every candidate edit; write ``advise.json`` and ``advise.png`` under ``out``."""
+def measure_one(cfg: DictConfig, model: Model, request: EditRequest, layer: dict, rank: int, current: str,
+                before: Tensor, z: Tensor, val: range, with_segmenter: bool, root: Path) -> dict[str, Any]:
+    """Make the recipe's edit at ``layer`` with ``rank`` as ``fit`` does, and measure it on the validation samples."""
     from .fit import edit_trainer, make_module
 
+    run_cfg = copy.deepcopy(cfg)
+    OmegaConf.update(run_cfg, "edit.layer", layer["name"])
+    OmegaConf.update(run_cfg, "edit.rank", rank)
+    run_cfg.progress = False
+    module = make_module(run_cfg, model, request)
+    moment = None
+    if module.needs_statistics:
+        moment = key_statistics(run_cfg, module.hooked, module.latents)[0].moment
+        module.set_key_moment(moment)
+    start = time.perf_counter()
+    edit_trainer(run_cfg, None, root, module.method.projects, []).fit(module)
+    edited = module.edited_generator().eval()
+    row: dict[str, Any] = {"layer": layer["alias"] or layer["name"], "module": layer["name"],
+                           "resolution": layer["resolution"], "rank": rank,
+                           "edit_seconds": round(time.perf_counter() - start, 2),
+                           "current": layer["name"] == current and rank == cfg.edit.rank}
+    row.update({k: v for k, v in module.method.report().items() if isinstance(v, (int, float))})
+    base = HookedLayer(model.generator, layer["name"])
+    if moment is not None:
+        c = moment.moment()
+        query = ContextQuery.of(request.context or [request.paste], base, model.latents, c)
+        row.update(layer_measures(base, module.hooked, module.goal, query, z),
+                   context_top_share=context_spread(base, request, model, c))
+    if with_segmenter:
+        (after,) = draw([edited], model.latents, val, cfg.stats.batch_size, progress=False)
+        row.update(segmenter_measures(cfg, model, before, after))
+    return row
+
+
+def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Make and measure every candidate edit; write ``advise.json`` and ``advise.png`` under ``out``."""
     began = time.perf_counter()
     model = load_model(cfg)
     request = build_request(cfg, model)
     val = validation_range(cfg)
     layers = candidates(model, request, list(cfg.advise.layers))
-    with_segmenter = model.segmenter is not None and bool(cfg.select.source)
+    with_segmenter = model.segmenter is not None and bool(cfg.select.source) and cfg.edit.kind in ("copy", "erase")
     (before,) = draw([model.generator], model.latents, val, cfg.stats.batch_size, progress=False)
     z = model.latents.take(list(val))
     current = HookedLayer(model.generator, cfg.edit.layer).name
     rows = []
-    for layer in layers:
-        for rank in cfg.advise.ranks:
-            run_cfg = copy.deepcopy(cfg)
-            OmegaConf.update(run_cfg, "edit.layer", layer["name"])
-            OmegaConf.update(run_cfg, "edit.rank", int(rank))
-            run_cfg.progress = False
-            module = make_module(run_cfg, model, request)
-            moment = None
-            if module.needs_statistics:
-                moment = key_statistics(run_cfg, module.hooked, module.latents)[0].moment
-                module.set_key_moment(moment)
-            start = time.perf_counter()
-            edit_trainer(run_cfg, None, out.parent, module.method.projects, []).fit(module)
-            edited = module.edited_generator().eval()
-            row: dict[str, Any] = {"layer": layer["alias"] or layer["name"], "module": layer["name"],
-                                   "resolution": layer["resolution"], "rank": int(rank),
-                                   "edit_seconds": round(time.perf_counter() - start, 2),
-                                   "current": layer["name"] == current and int(rank) == cfg.edit.rank}
-            row.update({k: v for k, v in module.method.report().items() if isinstance(v, (int, float))})
-            base = HookedLayer(model.generator, layer["name"])
-            if moment is not None:
-                c = moment.moment()
-                query = ContextQuery.of(request.context or [request.paste], base, model.latents, c)
-                row.update(layer_measures(base, module.hooked, module.goal, query, z),
-                           context_top_share=context_spread(base, request, model, c))
-            if with_segmenter:
-                (after,) = draw([edited], model.latents, val, cfg.stats.batch_size, progress=False)
-                row.update(segmenter_measures(cfg, model, before, after))
-            rows.append(row)
+    engine_log = logging.getLogger("lightning_rewrite.engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.WARNING)  # one warm-start line per candidate would bury the table
+    for layer, rank in ((layer, rank) for layer in layers for rank in cfg.advise.ranks):
+        try:
+            rows.append(measure_one(cfg, model, request, layer, int(rank), current, before, z, val, with_segmenter,
+                                    out.parent))
+        except RewriteError as e:  # this layer cannot take this edit (e.g. fewer key channels than units)
+            rows.append({"layer": layer["alias"] or layer["name"], "module": layer["name"], "rank": int(rank),
+                         "resolution": layer["resolution"], "current": False, "error": str(e)})
+    engine_log.setLevel(level)
     y, x = ("efficacy", "masked_l1") if with_segmenter else ("reach_at_matches", "change_elsewhere")
-    scored = [r for r in rows if r.get(x) == r.get(x) and r.get(y) == r.get(y) and r[y] >= MIN_EFFECT]  # NaN-free
+    scored = [r for r in rows if "error" not in r and r.get(x) == r.get(x) and r.get(y) == r.get(y) and r[y] >= MIN_EFFECT]
     front = pareto(scored, x, y)
     best = knee(front, scored, x, y)
+    if not front:
+        raise RewriteError(f"no candidate edit reached {y} ≥ {MIN_EFFECT}: try other advise.layers or advise.ranks")
     for r in rows:
         r["front"] = r in front
-    rows.sort(key=lambda r: (not r["front"], r[x] if r["front"] else -r.get(y, 0)))
+    rows.sort(key=lambda r: ("error" in r, not r["front"], r[x] if r["front"] else -r.get(y, 0)))
     result = {"recipe": cfg.recipe, "validation": f"samples {val.start}–{val.stop - 1}", "n": len(val),
               "efficacy_key": y, "change_key": x, "rows": rows, "suggested_row": best,
               "suggested": f"edit.layer={best['layer']} edit.rank={best['rank']}",
@@ -245,7 +270,7 @@ def plot(rows: list[dict], front: list[dict], best: dict, x: str, y: str, title:
     w, h, left, right, top, bottom = 760, 520, 70, 170, 40, 60
     image = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(image)
-    pts = [r for r in rows if r.get(x) == r.get(x) and r.get(y) == r.get(y)]
+    pts = [r for r in rows if "error" not in r and r[x] == r[x] and r[y] == r[y]]
     xs, ys = [r[x] for r in pts], [r[y] for r in pts]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
@@ -255,14 +280,14 @@ def plot(rows: list[dict], front: list[dict], best: dict, x: str, y: str, title:
     def at(r: dict) -> tuple[float, float]:
         return (left + (r[x] - x0) / (x1 - x0) * (w - left - right), h - bottom - (r[y] - y0) / (y1 - y0) * (h - top - bottom))
     draw.rectangle([left, top, w - right, h - bottom], outline="black")
-    draw.text((left, 10), title, fill="black", font=font)
+    draw.text((left, 10), title.replace("–", "-"), fill="black", font=font)  # the default font has no en dash
     for k in range(5):
         vx, vy = x0 + (x1 - x0) * k / 4, y0 + (y1 - y0) * k / 4
         px, py = left + (w - left - right) * k / 4, h - bottom - (h - top - bottom) * k / 4
         draw.text((px - 15, h - bottom + 4), f"{vx:.3g}", fill="black", font=font)
         draw.text((8, py - 6), f"{vy:.3g}", fill="black", font=font)
-    draw.text((left, h - 28), f"{x}: collateral change (lower is better) →", fill="black", font=font)
-    draw.text((8, top - 18), f"↑ {y} (higher is better)", fill="black", font=font)
+    draw.text((left, h - 28), f"{x}: collateral change (lower is better)", fill="black", font=font)
+    draw.text((8, top - 18), f"{y} (higher is better)", fill="black", font=font)
     line = [at(r) for r in front]
     for a, b in zip(line, line[1:]):
         draw.line([a, b], fill=(90, 90, 90), width=2)
@@ -281,10 +306,11 @@ def plot(rows: list[dict], front: list[dict], best: dict, x: str, y: str, title:
         draw.text((cx + 7, cy - 7), r["layer"], fill=(60, 60, 60), font=font)
         if r["current"]:
             draw.ellipse([cx - 11, cy - 11, cx + 11, cy + 11], outline=(220, 0, 0), width=2)
-    bx, by = at(best)
-    star = [(bx + (13 if k % 2 == 0 else 5) * math.sin(k * math.pi / 5), by - (13 if k % 2 == 0 else 5) * math.cos(k * math.pi / 5))
-            for k in range(10)]
-    draw.polygon(star, fill=(255, 200, 0), outline="black")
+    def star(cx: float, cy: float, r: float) -> None:
+        points = [(cx + (r if k % 2 == 0 else r * 0.4) * math.sin(k * math.pi / 5),
+                   cy - (r if k % 2 == 0 else r * 0.4) * math.cos(k * math.pi / 5)) for k in range(10)]
+        draw.polygon(points, fill=(255, 200, 0), outline="black")
+    star(*at(best), 13)
     lx, ly = w - right + 12, top
     for k, rank in enumerate(ranks):
         c = colours[k % len(colours)]
@@ -297,7 +323,7 @@ def plot(rows: list[dict], front: list[dict], best: dict, x: str, y: str, title:
     draw.text((lx + 15, ly), "Pareto front", fill="black", font=font)
     draw.ellipse([lx - 1, ly + 19, lx + 11, ly + 31], outline=(220, 0, 0), width=2)
     draw.text((lx + 15, ly + 18), "recipe's setting", fill="black", font=font)
-    draw.text((lx, ly + 36), "★", fill=(230, 170, 0), font=font)
+    star(lx + 5, ly + 43, 7)
     draw.text((lx + 15, ly + 36), f"suggested: {best['layer']} r{best['rank']}", fill="black", font=font)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
