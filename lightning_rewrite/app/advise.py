@@ -31,7 +31,7 @@ from torch import Tensor
 from ..atomic import atomic_path, write_text
 from ..engine.layer import HookedLayer, flat_keys
 from ..engine.memory import CovarianceSolver
-from ..engine.request import EditRequest
+from ..engine.request import EditRequest, Selection
 from ..engine.search import ContextQuery
 from ..errors import RewriteError
 from ..metrics.functional import region_counts
@@ -67,6 +67,15 @@ def _selections(request: EditRequest) -> list:
     return sel or [p for p in request.pairs]
 
 
+def context_of(request: EditRequest) -> list[Selection]:
+    """The selections whose keys say where the rule applies: the context, else the paste, else both sides of each pair."""
+    if request.context:
+        return request.context
+    if request.paste is not None:
+        return [request.paste]
+    return [Selection(s, p.mask, p.url) for p in request.pairs for s in (p.a, p.b)]
+
+
 def candidates(model: Model, request: EditRequest, asked: list[str]) -> list[dict]:
     """The layers to try: ``asked`` (names or aliases), else every rewritable layer with 2-D maps
     where each selection covers at least one location by half."""
@@ -95,7 +104,7 @@ def context_spread(hooked: HookedLayer, request: EditRequest, model: Model, mome
     from ..engine.goal import context_keys
 
     with torch.no_grad():
-        keys, weights = context_keys(request.context or [request.paste], hooked, model.latents)
+        keys, weights = context_keys(context_of(request), hooked, model.latents)
     whitened = weights[:, None].to(moment) * CovarianceSolver(moment).whiten(keys)
     s = torch.linalg.svdvals(whitened)
     return float(s[0] ** 2 / (s ** 2).sum())
@@ -208,7 +217,7 @@ def measure_one(cfg: DictConfig, model: Model, request: EditRequest, layer: dict
     base = HookedLayer(model.generator, layer["name"])
     if moment is not None:
         c = moment.moment()
-        query = ContextQuery.of(request.context or [request.paste], base, model.latents, c)
+        query = ContextQuery.of(context_of(request), base, model.latents, c)
         row.update(layer_measures(base, module.hooked, module.goal, query, z),
                    context_top_share=context_spread(base, request, model, c))
     if with_segmenter:
