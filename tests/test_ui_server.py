@@ -196,3 +196,24 @@ def test_a_saved_edit_file_loads_onto_the_stack_and_draws_the_same_images(client
     again = client.post("/api/load?name=edit.safetensors", content=data, headers=ORIGIN)
     assert again.status_code == 400 and "already edited" in again.json()["error"]
     client.post("/api/revert", json={}, headers=ORIGIN)
+
+
+def test_edits_stack_and_revert_one_at_a_time_bitwise(client):
+    """Two rules in a row (domes → trees, then spires → domes), listed; each Revert restores the
+    weights before its edit bitwise."""
+    session = client.session
+    weights = lambda: {k: v.clone() for k, v in session.model.generator.state_dict().items()}  # noqa: E731
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    states = [weights()]
+    for recipe in ("domes_to_trees", "spires_to_domes"):
+        stored = STORED.with_name(f"{recipe}.json").read_bytes()
+        assert client.post(f"/api/load?name={recipe}.json", content=stored, headers=ORIGIN).status_code == 200
+        assert client.post("/api/execute", json={}, headers=ORIGIN).status_code == 200
+        assert session.wait(120).error is None
+        states.append(weights())
+    assert [e["label"] for e in client.get("/api/state").json()["stack"]] == ["rank_s rank 1 at layer6"] * 2
+    assert not same(states[1], states[2]) and not same(states[0], states[1])
+    for expected in (states[1], states[0]):
+        assert client.post("/api/revert", json={}, headers=ORIGIN).status_code == 200
+        assert same(weights(), expected)
+    assert "no edit to revert" in client.post("/api/revert", json={}, headers=ORIGIN).json()["error"]
