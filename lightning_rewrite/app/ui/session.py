@@ -105,7 +105,7 @@ class Session:
                 "recipe": self.cfg.recipe, "image_size": list(self.size), "start": int(self.cfg.sample.start),
                 "page": int(self.cfg.ui.page), "search": int(self.cfg.ui.search), "max_index": MAX_SAMPLES - 1,
                 "layers": [{"name": r["name"], "alias": r["alias"], "resolution": r["resolution"]} for r in self.layers],
-                "methods": [m for m in METHODS if m != "dissect"], "solvers": list(SOLVERS), "settings": dict(self.settings),
+                "methods": list(METHODS), "solvers": list(SOLVERS), "settings": dict(self.settings),
                 "object": _selection_json(self.object), "paste": _selection_json(self.paste),
                 "context": [_selection_json(s) for s in self.context],
                 "stack": [{"label": self._label(e), "kind": e.spec.get("kind"), "steps": (e.spec.get("solver") or {}).get("steps")}
@@ -203,7 +203,10 @@ class Session:
             new.update(rank=int(new["rank"]), steps=int(new["steps"]), units=int(new["units"]))
         except (TypeError, ValueError):
             raise RewriteError("rank, steps and units must be whole numbers") from None
-        self._config("copy", new)  # validates
+        try:  # checked as the command line checks it, for an edit of either kind (dissect only erases)
+            self._config("copy", new)
+        except RewriteError:
+            self._config("erase", new)
         with self._lock:
             self.settings = new
             self._changed()
@@ -410,9 +413,6 @@ class Session:
         cfg.edit.kind = kind
         if kind == "erase":
             cfg.edit.units = int(settings["units"])
-        if settings["method"] not in METHODS or settings["method"] == "dissect":
-            raise RewriteError(f"unknown method {settings['method']!r}; choose one of "
-                               f"{', '.join(m for m in METHODS if m != 'dissect')}")
         if settings["solver"] == "official":
             raise RewriteError("the official schedule (2001 Adam steps) is a command-line setting: edit.solver=official")
         validate(cfg)
