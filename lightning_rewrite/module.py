@@ -39,7 +39,7 @@ class RewriteModule(pl.LightningModule):
         self.request = request
         self.latents = latents or LatentSampler.for_model(generator)
         self.key_moment: SecondMoment | None = None
-        self._last_loss: float | None = None
+        self._first_loss = self._last_loss = None  # the loss before the first step, after the last one
         self.prepare_seconds = 0.0  # goal, directions and warm start
         self.method = make_method(method, self.hooked, Settings.of(latents=self.latents, **settings))
         self.automatic_optimization = False  # the solver's step may evaluate the loss several times
@@ -78,12 +78,11 @@ class RewriteModule(pl.LightningModule):
         self.prepare_seconds = time.perf_counter() - start
 
     def on_fit_start(self) -> None:
-        self._last_loss = None
+        self._last_loss = self._first_loss = None
         self.prepare()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
-        """One step of the method's solver (L-BFGS evaluates the loss several times within it),
-        logged once; the fit stops when the solver has converged."""
+        """One solver step (L-BFGS evaluates the loss several times in it), logged; stops at convergence."""
         if not self.method.optimises:  # the edit was made at fit start: nothing to step
             self.trainer.should_stop = True
             return None
@@ -94,27 +93,29 @@ class RewriteModule(pl.LightningModule):
             parts.update(self.method.losses())
             self.manual_backward(parts["loss"])
             return parts["loss"]
-        optimizer.step(closure=closure)
-        schedule = self.lr_schedulers()
-        if schedule is not None:
+        start = float(optimizer.step(closure=closure))  # the loss before the step
+        self._first_loss = start if self._first_loss is None else self._first_loss
+        if (schedule := self.lr_schedulers()) is not None:
             schedule.step()
         for name, value in {**parts, **self.method.state()}.items():
             self.log(f"train/{name}", value.detach() if isinstance(value, Tensor) else value, prog_bar=name == "loss")
         loss = float(parts["loss"].detach())
         if self.method.solver.converged(self._last_loss, loss):
-            self.trainer.should_stop = True
+            if self.method.solver.converged(self._first_loss, loss) and self.method.restart():  # stalled at the start
+                optimizer.state.clear()  # the solver's history belongs to the old start
+                loss = None
+            else:
+                self.trainer.should_stop = True
         self._last_loss = loss
         return parts["loss"].detach()
 
     def configure_optimizers(self) -> Any:
-        """The method's solver: L-BFGS, or Adam whose rate by default decays along a cosine over
-        ``max_steps`` (so the last steps settle instead of oscillating around the goal)."""
+        """The method's solver: L-BFGS, or Adam (by default its rate decays along a cosine over max_steps)."""
         optimizer = self.method.solver.optimizer(self.method.trainable(), self.method.lr())
         schedule = self.method.solver.schedule(optimizer, self.trainer.max_steps if self._trainer is not None else -1,
                                         self.method.settings.lr_schedule)
-        if schedule is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                                                          "interval": "step"}}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Add KeyCovariance / ProjectedOptimizer with their defaults when the Trainer lacks them."""

@@ -124,6 +124,10 @@ class Method(nn.Module):
                                f"{self.name} {why}: use solver adam (or auto)")
         return name
 
+    def restart(self) -> bool:
+        """Move to a better start after the solver stalled at the first one; False when there is none."""
+        return False
+
     def lr(self) -> float:
         """The rate asked for, or the solver's default for this method."""
         return self.settings.lr if self.settings.lr is not None else vocabulary.DEFAULT_LR[self.solver_name()][self.name]
@@ -208,6 +212,7 @@ class RankS(Method):
         self.register_buffer("key_scale", torch.ones(rank, dtype=weight.dtype))
         self.by_lambda = settings.parametrization == "lambda"
         self.from_change = settings.parametrization == "svd"  # D from the change's SVD, not the context
+        self._restarted = False
         self.projects = not self.by_lambda
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self.by_lambda else None
 
@@ -233,14 +238,23 @@ class RankS(Method):
         if self.settings.warm_start and not self.from_change and self.solver.warm_starts:
             self._warm_start()
 
-    def _warm_start(self) -> None:
+    def restart(self) -> bool:
+        """After the solver stalled at Λ = 0 (its first line search found no step: Λ must be far
+        larger than the gradient says), start again from the closed-form insert, once."""
+        if self.from_change or self._restarted:
+            return False
+        self._restarted = True
+        return self._warm_start()
+
+    def _warm_start(self) -> bool:
         """Λ0 = argmin ‖region · (V*_lin − lin(K*; W0 + Λ Dᵀ))‖²: the closed-form insert for the
         layer's linear operation (exact for Linear/Conv layers; a Gauss-Newton step for
-        nonlinear ones such as a demodulated convolution), solved by CGLS through the layer."""
+        nonlinear ones such as a demodulated convolution), solved by CGLS through the layer.
+        False when the layer exposes no linear operation (Λ stays where it is)."""
         goal, hooked = self.goal, self.hooked
         if goal.target_linear is None or not hooked.has_linear:
             log.info("layer %s exposes no linear operation: Λ starts at zero", hooked.name)
-            return
+            return False
         w0, d, axis = self.weight0, self._directions, hooked.key_axis
         sqrt_region = goal.region.sqrt()
         with torch.no_grad():
@@ -265,6 +279,7 @@ class RankS(Method):
                 self.lam.copy_(result.solution * self.key_scale)
             else:
                 hooked.weight.copy_(memory.low_rank_weight(w0, result.solution, d, axis))
+        return True
 
     def lambda_(self) -> Tensor:
         """Λ (M, S) in weight units: the key-scaled parameter, or the projected W's coordinates."""

@@ -53,7 +53,8 @@ class Adam(Solver):
 
 class LBFGS(Solver):
     stops = True
-    warm_starts = True  # from Λ = 0 the first line search can stall where Λ must be large (layer9 rank 2: Λ stayed 0)
+    warm_starts = False  # measured: from Λ = 0 it ends as low as from the closed form, 0.6 s sooner (churches);
+    # where its first line search stalls (Λ must be large: layer9 rank 2), the method restarts from the closed form
 
     def __init__(self, iterations: int = 20, history: int = 20, tolerance: float = 1e-3) -> None:
         self.iterations, self.history, self.tolerance = iterations, history, tolerance
