@@ -93,7 +93,7 @@ class RewriteModule(pl.LightningModule):
             parts.update(self.method.losses())
             self.manual_backward(parts["loss"])
             return parts["loss"]
-        start = float(optimizer.step(closure=closure))  # the loss before the step
+        start = float(optimizer.step(closure=closure).detach())  # the loss before the step
         self._first_loss = start if self._first_loss is None else self._first_loss
         if (schedule := self.lr_schedulers()) is not None:
             schedule.step()
