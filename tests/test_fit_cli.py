@@ -178,7 +178,7 @@ def test_every_recipe_fits_on_its_embedded_world(recipe, tmp_path):
     assert run("fit", f"recipe={recipe}", f"out={out}", "logger=none", *FAST) == 0
     world = json.loads((out / "edit.json").read_text())["config"]["model"]["world"]
     base = get_world(world).load_generator().state_dict()
-    layer_weight = {"layer6": "convs.3.conv.weight", "layer8": "convs.5.conv.weight"}[json.loads((out / "edit.json").read_text())["layer"]]
+    layer_weight = {"layer6": "convs.3.conv.weight", "layer7": "convs.4.conv.weight", "layer8": "convs.5.conv.weight"}[json.loads((out / "edit.json").read_text())["layer"]]
     assert changed_tensors(base, load_file(str(out / "generator.safetensors"))) == [layer_weight]
 
 
@@ -263,7 +263,7 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
     (["fit", "recipe=domes_to_trees_paper"], "recipe domes_to_trees_paper needs model.checkpoint=PATH"),
     (["sample", "recipe=domes_to_trees", "sample.start=-1"], "sample.start must be ≥ 0"),
     (["fit", "recipe=domes_to_trees", "model.edits=[missing.safetensors]"], "edit file 'missing.safetensors' does not exist"),
-    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, select, stats, ui, layers"),
+    (["ftt", "recipe=domes_to_trees"], "unknown command 'ftt'; valid commands: fit, test, sample, select, stats, advise, ui, layers"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
     _assert_refused(tmp_path, capsys, message, *argv)
