@@ -178,7 +178,8 @@ def test_every_recipe_fits_on_its_embedded_world(recipe, tmp_path):
     assert run("fit", f"recipe={recipe}", f"out={out}", "logger=none", *FAST) == 0
     world = json.loads((out / "edit.json").read_text())["config"]["model"]["world"]
     base = get_world(world).load_generator().state_dict()
-    layer_weight = {"layer6": "convs.3.conv.weight", "layer7": "convs.4.conv.weight", "layer8": "convs.5.conv.weight"}[json.loads((out / "edit.json").read_text())["layer"]]
+    layer = json.loads((out / "edit.json").read_text())["layer"]
+    layer_weight = {"layer6": "convs.3.conv.weight", "layer7": "convs.4.conv.weight", "layer8": "convs.5.conv.weight"}[layer]
     assert changed_tensors(base, load_file(str(out / "generator.safetensors"))) == [layer_weight]
 
 

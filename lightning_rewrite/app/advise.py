@@ -241,20 +241,22 @@ def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
     engine_log = logging.getLogger("lightning_rewrite.engine")
     level = engine_log.level
     engine_log.setLevel(logging.WARNING)  # one warm-start line per candidate would bury the table
-    for layer, rank in ((layer, rank) for layer in layers for rank in cfg.advise.ranks):
-        try:
-            rows.append(measure_one(cfg, model, request, layer, int(rank), current, before, z, val, with_segmenter,
-                                    out.parent))
-        except RewriteError as e:  # this layer cannot take this edit (e.g. fewer key channels than units)
-            rows.append({"layer": layer["alias"] or layer["name"], "module": layer["name"], "rank": int(rank),
-                         "resolution": layer["resolution"], "current": False, "error": str(e)})
-    engine_log.setLevel(level)
+    try:
+        for layer, rank in ((layer, rank) for layer in layers for rank in cfg.advise.ranks):
+            try:
+                rows.append(measure_one(cfg, model, request, layer, int(rank), current, before, z, val, with_segmenter,
+                                        out.parent))
+            except RewriteError as e:  # this layer cannot take this edit (e.g. fewer key channels than units)
+                rows.append({"layer": layer["alias"] or layer["name"], "module": layer["name"], "rank": int(rank),
+                             "resolution": layer["resolution"], "current": False, "error": str(e)})
+    finally:
+        engine_log.setLevel(level)
     y, x = ("efficacy", "masked_l1") if with_segmenter else ("reach_at_matches", "change_elsewhere")
     scored = [r for r in rows if "error" not in r and r.get(x) == r.get(x) and r.get(y) == r.get(y) and r[y] >= MIN_EFFECT]
     front = pareto(scored, x, y)
-    best = knee(front, scored, x, y)
     if not front:
         raise RewriteError(f"no candidate edit reached {y} ≥ {MIN_EFFECT}: try other advise.layers or advise.ranks")
+    best = knee(front, scored, x, y)
     for r in rows:
         r["front"] = r in front
     rows.sort(key=lambda r: ("error" in r, not r["front"], r[x] if r["front"] else -r.get(y, 0)))

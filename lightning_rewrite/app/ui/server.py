@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -102,8 +103,6 @@ def _int(body: dict[str, Any] | Any, key: str) -> int:
 
 def make_app(session: Session, host: str, port: int, max_upload_mb: int) -> Starlette:
     """The ASGI app serving ``session`` at ``host:port``."""
-    from starlette.concurrency import run_in_threadpool
-
     def png(data: bytes) -> Response:
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -108,8 +108,8 @@ class Session:
                 "methods": list(METHODS), "solvers": list(SOLVERS), "settings": dict(self.settings),
                 "object": _selection_json(self.object), "paste": _selection_json(self.paste),
                 "context": [_selection_json(s) for s in self.context],
-                "stack": [{"label": self._label(e), "kind": e.spec.get("kind"), "steps": (e.spec.get("solver") or {}).get("steps")}
-                          for e in self.stack],
+                "stack": [{"label": self._label(e), "kind": e.spec.get("kind"),
+                           "steps": (e.spec.get("solver") or {}).get("steps")} for e in self.stack],
                 "state": self.renderer.state, "progress": asdict(self.progress),
             }
 
@@ -297,7 +297,8 @@ class Session:
         with self._lock:
             if not self.stack:
                 raise RewriteError("there is no edit to save: Execute an edit first")
-            names = ["edit.safetensors"] if len(self.stack) == 1 else [f"edit_{k + 1}.safetensors" for k in range(len(self.stack))]
+            n_edits = len(self.stack)
+            names = ["edit.safetensors"] if n_edits == 1 else [f"edit_{k + 1}.safetensors" for k in range(n_edits)]
             start, n = int(self.cfg.sample.start), int(self.cfg.ui.page)
             indices = list(range(start, start + n))
             before, after = (images.unit(self.renderer.images(indices, o)) for o in (True, False))
@@ -328,7 +329,8 @@ class Session:
             try:
                 parsed = json.loads(data.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RewriteError(f"{name} is not valid JSON ({e}); Load takes an edit request .json or an edit .safetensors") from None
+                raise RewriteError(f"{name} is not valid JSON ({e}); Load takes an edit request .json or an edit "
+                                   ".safetensors") from None
             if isinstance(parsed, dict) and parsed.get("format") == FORMAT:
                 raise RewriteError(f"{name} is an edit's description; Load its .safetensors to apply the edit")
             request = EditRequest.from_json(data.decode("utf-8"))
