@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path, write_text
 from ..engine.layer import HookedLayer, flat_keys
-from ..engine.memory import CovarianceSolver
-from ..engine.request import EditRequest, Selection
+from ..engine.request import EditRequest
 from ..engine.search import ContextQuery
 from ..errors import RewriteError
 from ..metrics.functional import region_counts
@@ -67,15 +67,6 @@ def _selections(request: EditRequest) -> list:
     return sel or [p for p in request.pairs]
 
 
-def context_of(request: EditRequest) -> list[Selection]:
-    """The selections whose keys say where the rule applies: the context, else the paste, else both sides of each pair."""
-    if request.context:
-        return request.context
-    if request.paste is not None:
-        return [request.paste]
-    return [Selection(s, p.mask, p.url) for p in request.pairs for s in (p.a, p.b)]
-
-
 def candidates(model: Model, request: EditRequest, asked: list[str]) -> list[dict]:
     """The layers to try: ``asked`` (names or aliases), else every rewritable layer with 2-D maps
     where each selection covers at least one location by half."""
@@ -99,34 +90,42 @@ def candidates(model: Model, request: EditRequest, asked: list[str]) -> list[dic
     return out
 
 
-def context_spread(hooked: HookedLayer, request: EditRequest, model: Model, moment: Tensor) -> float:
-    """The top singular value's share of the whitened, mask-weighted context keys' energy (1: one direction)."""
-    from ..engine.goal import context_keys
+@dataclass
+class Reference:
+    """One layer's unedited output on the validation samples, where their keys match the context
+    (dᵀk/dᵀk* ≥ ½, at the output's resolution) and the context's spread: computed once per layer
+    and shared by its ranks."""
 
-    with torch.no_grad():
-        keys, weights = context_keys(context_of(request), hooked, model.latents)
-    whitened = weights[:, None].to(moment) * CovarianceSolver(moment).whiten(keys)
-    s = torch.linalg.svdvals(whitened)
-    return float(s[0] ** 2 / (s ** 2).sum())
+    values: Tensor
+    matched: Tensor  # (locations,) bool
+    top_share: float
+
+    @classmethod
+    def of(cls, base: HookedLayer, request: EditRequest, model: Model, second_moment: Tensor, z: Tensor) -> "Reference":
+        query = ContextQuery.of(request.context_selections(), base, model.latents, second_moment)
+        with torch.no_grad():
+            inputs = base.inputs(z)
+            values = base.layer_forward(inputs)
+            score = query.scores(base.keys_from(inputs))
+        if score.ndim == 3 and tuple(score.shape[1:]) != tuple(values.shape[2:]):  # an upsampling layer: keys are coarser
+            score = torch.nn.functional.interpolate(score[:, None], size=values.shape[2:], mode="nearest")[:, 0]
+        return cls(values, score.reshape(-1) >= MATCHED, query.top_share)
 
 
-def layer_measures(base: HookedLayer, edited: HookedLayer, goal: Any, query: ContextQuery, z: Tensor) -> dict[str, float]:
+def layer_measures(reference: Reference, edited: HookedLayer, goal: Any, z: Tensor) -> dict[str, float]:
     """Segmenter-free: the share of the way toward the goal's mean value the layer's output moved at
     held-out locations whose keys match the context, and its relative change elsewhere."""
+    matched = reference.matched
     with torch.no_grad():
-        v0, v1 = base.values(z), edited.values(z)
-        score = query.score_map(base, z)
-        if score.ndim == 3 and tuple(score.shape[1:]) != tuple(v0.shape[2:]):  # an upsampling layer: keys are coarser
-            score = torch.nn.functional.interpolate(score[:, None], size=v0.shape[2:], mode="nearest")[:, 0]
         g = (goal.target * goal.region).flatten(2).sum(2).sum(0) / goal.region.flatten(2).sum(2).sum(0).clamp_min(1e-12)
-        f0, f1 = flat_keys(v0), flat_keys(v1)  # (locations, C)
-        matched = score.reshape(-1) >= MATCHED
+        f0, f1 = flat_keys(reference.values), flat_keys(edited.values(z))  # (locations, C)
         toward = g.to(f0)[None] - f0
         reach = ((f1 - f0) * toward).sum(1) / (toward ** 2).sum(1).clamp_min(1e-12)
         elsewhere = (f1 - f0)[~matched].norm(dim=1).mean() / f0[~matched].norm(dim=1).mean().clamp_min(1e-12)
     return {"matched_share": float(matched.float().mean()),
             "reach_at_matches": float(reach[matched].clamp(-1, 2).mean()) if matched.any() else float("nan"),
-            "change_elsewhere": float(elsewhere) if (~matched).any() else float("nan")}
+            "change_elsewhere": float(elsewhere) if (~matched).any() else float("nan"),
+            "context_top_share": reference.top_share}
 
 
 def segmenter_measures(cfg: DictConfig, model: Model, before: Tensor, after: Tensor) -> dict[str, Any]:
@@ -192,38 +191,53 @@ def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> N
     console.print(f"suggested: {result['suggested']}   → {out / 'advise'}/advise.json, advise.png", highlight=False)
 
 
-def measure_one(cfg: DictConfig, model: Model, request: EditRequest, layer: dict, rank: int, current: str,
-                before: Tensor, z: Tensor, val: range, with_segmenter: bool, root: Path) -> dict[str, Any]:
-    """Make the recipe's edit at ``layer`` with ``rank`` as ``fit`` does, and measure it on the validation samples."""
-    from .fit import edit_trainer, make_module
+@dataclass
+class Sweep:
+    """What every candidate edit shares: the configuration, model and request, the validation
+    samples (latents and unedited images) and each layer's :class:`Reference`."""
 
-    run_cfg = copy.deepcopy(cfg)
-    OmegaConf.update(run_cfg, "edit.layer", layer["name"])
-    OmegaConf.update(run_cfg, "edit.rank", rank)
-    run_cfg.progress = False
-    module = make_module(run_cfg, model, request)
-    moment = None
-    if module.needs_statistics:
-        moment = key_statistics(run_cfg, module.hooked, module.latents)[0].moment
-        module.set_key_moment(moment)
-    start = time.perf_counter()
-    edit_trainer(run_cfg, None, root, module.method.projects, []).fit(module)
-    edited = module.edited_generator().eval()
-    row: dict[str, Any] = {"layer": layer["alias"] or layer["name"], "module": layer["name"],
-                           "resolution": layer["resolution"], "rank": rank,
-                           "edit_seconds": round(time.perf_counter() - start, 2),
-                           "current": layer["name"] == current and rank == cfg.edit.rank}
-    row.update({k: v for k, v in module.method.report().items() if isinstance(v, (int, float))})
-    base = HookedLayer(model.generator, layer["name"])
-    if moment is not None:
-        c = moment.moment()
-        query = ContextQuery.of(context_of(request), base, model.latents, c)
-        row.update(layer_measures(base, module.hooked, module.goal, query, z),
-                   context_top_share=context_spread(base, request, model, c))
-    if with_segmenter:
-        (after,) = draw([edited], model.latents, val, cfg.stats.batch_size, progress=False)
-        row.update(segmenter_measures(cfg, model, before, after))
-    return row
+    cfg: DictConfig
+    model: Model
+    request: EditRequest
+    val: range
+    z: Tensor
+    before: Tensor
+    with_segmenter: bool
+    root: Path
+    references: dict[str, Reference] = field(default_factory=dict)
+
+    def measure(self, layer: dict, rank: int) -> dict[str, Any]:
+        """Make the recipe's edit at ``layer`` with ``rank`` as ``fit`` does, and measure it on the validation samples."""
+        from .fit import edit_trainer, make_module
+
+        cfg, model = self.cfg, self.model
+        run_cfg = copy.deepcopy(cfg)
+        OmegaConf.update(run_cfg, "edit.layer", layer["name"])
+        OmegaConf.update(run_cfg, "edit.rank", rank)
+        run_cfg.progress = False
+        module = make_module(run_cfg, model, self.request)
+        moment = None
+        if module.needs_statistics:
+            moment = key_statistics(run_cfg, module.hooked, module.latents)[0].moment
+            module.set_key_moment(moment)
+        start = time.perf_counter()
+        edit_trainer(run_cfg, None, self.root, module.method.projects, []).fit(module)
+        edited = module.edited_generator().eval()
+        row: dict[str, Any] = {"layer": layer["alias"] or layer["name"], "module": layer["name"],
+                               "resolution": layer["resolution"], "rank": rank,
+                               "edit_seconds": round(time.perf_counter() - start, 2),
+                               "current": layer["name"] == HookedLayer(model.generator, cfg.edit.layer).name
+                               and rank == cfg.edit.rank}
+        row.update({k: v for k, v in module.method.report().items() if isinstance(v, (int, float))})
+        if moment is not None:
+            if layer["name"] not in self.references:
+                base = HookedLayer(model.generator, layer["name"])
+                self.references[layer["name"]] = Reference.of(base, self.request, model, moment.moment(), self.z)
+            row.update(layer_measures(self.references[layer["name"]], module.hooked, module.goal, self.z))
+        if self.with_segmenter:
+            (after,) = draw([edited], model.latents, self.val, cfg.stats.batch_size, progress=False)
+            row.update(segmenter_measures(cfg, model, self.before, after))
+        return row
 
 
 def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
@@ -235,8 +249,7 @@ def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
     layers = candidates(model, request, list(cfg.advise.layers))
     with_segmenter = model.segmenter is not None and bool(cfg.select.source) and cfg.edit.kind in ("copy", "erase")
     (before,) = draw([model.generator], model.latents, val, cfg.stats.batch_size, progress=False)
-    z = model.latents.take(list(val))
-    current = HookedLayer(model.generator, cfg.edit.layer).name
+    sweep = Sweep(cfg, model, request, val, model.latents.take(list(val)), before, with_segmenter, out.parent)
     rows = []
     engine_log = logging.getLogger("lightning_rewrite.engine")
     level = engine_log.level
@@ -244,8 +257,7 @@ def advise(cfg: DictConfig, out: Path) -> dict[str, Any]:
     try:
         for layer, rank in ((layer, rank) for layer in layers for rank in cfg.advise.ranks):
             try:
-                rows.append(measure_one(cfg, model, request, layer, int(rank), current, before, z, val, with_segmenter,
-                                        out.parent))
+                rows.append(sweep.measure(layer, int(rank)))
             except RewriteError as e:  # this layer cannot take this edit (e.g. fewer key channels than units)
                 rows.append({"layer": layer["alias"] or layer["name"], "module": layer["name"], "rank": int(rank),
                              "resolution": layer["resolution"], "current": False, "error": str(e)})

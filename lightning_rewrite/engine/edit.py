@@ -133,7 +133,7 @@ class Edit:
         if not data:
             raise RewriteError(f"edit file {name} is empty (0 bytes); give the edit.safetensors a fit run wrote")
         try:
-            tensors = safetensors.torch.load(data)
+            tensors = safetensors.torch.load(data)  # safetensors: raw tensor bytes and a JSON header, no unpickling
             size = int.from_bytes(data[:8], "little")
             header = json.loads(json.loads(data[8:8 + size]).get("__metadata__", {}).get("spec", "{}"))
         except Exception as e:  # noqa: BLE001 - any unreadable file is one line

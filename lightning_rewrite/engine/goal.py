@@ -46,12 +46,8 @@ class GoalBuilder:
     def build(self, second_moment: Tensor | None) -> Goal:
         raise NotImplementedError
 
-    def context(self) -> list[Selection]:
-        """The selections whose keys choose the directions: the context, else the paste."""
-        return self.request.context or [self.request.paste]
-
     def context_keys(self) -> tuple[Tensor, Tensor]:
-        return context_keys(self.context(), self.hooked, self.latents)
+        return context_keys(self.request.context_selections(), self.hooked, self.latents)
 
     @staticmethod
     def key_star(keys: Tensor, selections: Sequence[Selection]) -> Tensor:
@@ -156,11 +152,6 @@ class EraseGoal(GoalBuilder):
 
 class PairedGoal(GoalBuilder):
     """Each pair's values swapped inside its mask (the paper's reflection rule, Sect. 5.3)."""
-
-    def context(self) -> list[Selection]:
-        if self.request.context:
-            return self.request.context
-        return [Selection(s, p.mask, p.url) for p in self.request.pairs for s in (p.a, p.b)]
 
     def inputs(self) -> tuple[Tensor, LayerInputs]:
         """Latents and layer inputs of every pair's a sides, then its b sides."""

@@ -6,6 +6,7 @@ match), each image's sample index, and the selections' colour legend — drawn w
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from ..atomic import atomic_path
 from .latents import LatentSampler
 from .layer import HookedLayer
 from .request import EditRequest
+from .search import ContextQuery
 
 SELECTION_COLORS = {"object": (0.1, 0.9, 0.2), "paste": (1.0, 0.2, 0.2), "context": (1.0, 0.85, 0.1)}
 #: The legend of the selections' colours, as a figure shows it.
@@ -97,8 +99,6 @@ def selections(request: EditRequest, generator: nn.Module, latents: LatentSample
 def context_match(hooked: HookedLayer, directions: Tensor, key_star: Tensor, z: Tensor, images: Tensor) -> Tensor:
     """Where the held-out samples' keys align with the edit's direction as strongly as the
     selected key does: heat = clamp(Dᵀk / Dᵀk*, 0, 1) (first direction), over each image."""
-    from .search import ContextQuery
-
     score = ContextQuery(directions[:, 0].to(key_star), key_star).score_map(hooked, z)
     return heat_overlays(images, score)
 
@@ -155,6 +155,13 @@ def figure(rows: list[Row], title: str | None = None, legend: bool = False, per_
 def to_uint8(image: Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] → (H, W, 3) uint8, rounded: what a PNG, W&B and TensorBoard all get."""
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def png_bytes(image: Tensor) -> bytes:
+    """A (3, H, W) image in [0, 1] encoded as PNG (what the interface serves)."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_png(grid: Tensor, path: str | os.PathLike) -> None:

@@ -296,6 +296,15 @@ class EditRequest:
     def save(self, path: str | os.PathLike) -> None:
         write_text(path, self.to_json())
 
+    def context_selections(self) -> list[Selection]:
+        """The selections whose keys say where the rule applies (and choose the edit's directions):
+        the context, else the paste, else both sides of each pair."""
+        if self.context:
+            return self.context
+        if self.paste is not None:
+            return [self.paste]
+        return [Selection(s, p.mask, p.url) for p in self.pairs for s in (p.a, p.b)]
+
     def samples(self) -> list[Sample]:
         """Every sample the request names (for range checks and drawing)."""
         sel = [s for s in (self.object, self.paste) if s is not None] + self.context

@@ -24,6 +24,7 @@ class ContextQuery:
 
     direction: Tensor
     key_star: Tensor
+    top_share: float | None = None  # the top singular value's share of the whitened context keys' energy
 
     @classmethod
     def of(cls, selections: Sequence[Selection], hooked: HookedLayer, latents: LatentSampler,
@@ -33,12 +34,16 @@ class ContextQuery:
         solver = CovarianceSolver(second_moment.to(keys.device))
         d = context_directions(solver, keys, weights, 1)[:, 0]
         k_star = (keys * weights[:, None]).sum(0) / weights.sum()
-        return cls(d, k_star.to(d))
+        s = torch.linalg.svdvals(weights[:, None].to(solver.c) * solver.whiten(keys))
+        return cls(d, k_star.to(d), float(s[0] ** 2 / (s ** 2).sum()))
 
     def score_map(self, hooked: HookedLayer, z: Tensor) -> Tensor:
         """dᵀk / dᵀk* at every location of each sample (B, *spatial): 1 where a key matches the context's."""
         with torch.no_grad():
-            keys = hooked.keys(z.to(hooked.weight.device, hooked.weight.dtype))
+            return self.scores(hooked.keys(z.to(hooked.weight.device, hooked.weight.dtype)))
+
+    def scores(self, keys: Tensor) -> Tensor:
+        """:meth:`score_map` of keys (B, N, *spatial) already drawn."""
         d = self.direction.to(keys.device)
         return torch.einsum("bn...,n->b...", keys.to(d), d) / (self.key_star.to(d) @ d).clamp_min(1e-12)
 

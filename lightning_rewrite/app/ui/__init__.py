@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.console import Console
 
-from ..assemble import check_layer, load_model
+from ..assemble import load_model
 from .server import LOOPBACK, bind, server_for
 from .session import Session
 
@@ -17,8 +17,7 @@ from .session import Session
 def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> None:
     sock = bind(cfg.ui.host, cfg.ui.port)
     model = load_model(cfg, with_segmenter=False)
-    check_layer(model, cfg.edit.layer)
-    session = Session(cfg, model, out)
+    session = Session(cfg, model, out)  # refuses an unknown edit.layer, naming the rewritable ones
     host, port = sock.getsockname()[:2]
     if cfg.ui.host not in LOOPBACK:
         console.print(f"[yellow]warning:[/yellow] serving on {cfg.ui.host}: anyone who can reach this address can "

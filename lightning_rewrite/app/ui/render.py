@@ -6,16 +6,14 @@ after the edited layer runs again; the images are bitwise those of a full run.""
 from __future__ import annotations
 
 import copy
-import io
 from collections import OrderedDict
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from ...engine.edit import Edit
-from ...engine.images import to_uint8, unit
+from ...engine.images import png_bytes, unit
 from ...engine.latents import LatentSampler
 from ...engine.prefix import Exhausted, SharedPrefix
 
@@ -55,9 +53,7 @@ class Renderer:
     def png(self, index: int, original: bool) -> bytes:
         key = (self._state(original), index)
         if key not in self._pngs:
-            buffer = io.BytesIO()
-            Image.fromarray(to_uint8(unit(self.images([index], original)[0]))).save(buffer, format="PNG")
-            self._pngs[key] = buffer.getvalue()
+            self._pngs[key] = png_bytes(unit(self.images([index], original)[0]))
         return self._pngs[key]
 
     def images(self, indices: list[int], original: bool) -> Tensor:

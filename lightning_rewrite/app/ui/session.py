@@ -6,7 +6,6 @@ request, goal, method, key statistics, Trainer and edit files as the command lin
 from __future__ import annotations
 
 import copy
-import io
 import json
 import threading
 import time
@@ -17,8 +16,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
-from torch import Tensor
 
 from ...engine import images
 from ...engine.edit import FORMAT, Edit
@@ -133,7 +130,7 @@ class Session:
             query, hooked = self._query()
             score = query.score_map(hooked, self.latents.take([index]))
             image = images.unit(self.renderer.images([index], original))
-            return _png(images.heat_overlays(image, score)[0])
+            return images.png_bytes(images.heat_overlays(image, score)[0])
 
     def search(self, start: int, n: int) -> dict[str, Any]:
         """Samples ``start`` … ``start + n - 1`` ranked by how strongly the context key fires."""
@@ -433,11 +430,3 @@ class Session:
             moment = key_statistics(cfg, hooked, self.latents)[0].moment.moment()
             self._queries[key] = ContextQuery.of(self.context, hooked, self.latents, moment)
         return self._queries[key], hooked
-
-
-def _png(image: Tensor) -> bytes:
-    """A (3, H, W) image in [0, 1] as PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(images.to_uint8(image)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
