@@ -83,7 +83,7 @@ def test_second_moment_streams_uneven_batches_and_merges():
     assert _rel(exact.moment(), whole) <= 1e-12
     assert exact.count == len(keys)
     single = SecondMoment()
-    for chunk in torch.split(keys.float(), sizes):  # float32 keys are accumulated in float64 too
+    for chunk in torch.split(keys.float(), sizes):  # float32 products, a float64 running sum
         single.update(chunk)
     assert single.sum.dtype == torch.float64
     assert _rel(single.moment(), whole) <= 1e-6
@@ -92,6 +92,11 @@ def test_second_moment_streams_uneven_batches_and_merges():
     a.update(keys[:2000])
     b.update(keys[2000:])
     assert _rel(a.merge(b).moment(), whole) <= 1e-12
+
+    maps = SecondMoment()  # (B, N, H, W) maps of the same keys, one float32 product per sample
+    for chunk in torch.split(keys[:4320].float().reshape(30, 12, 12, 24), 7):
+        maps.update_maps(chunk.movedim(-1, 1))
+    assert maps.count == 4320 and _rel(maps.moment(), keys[:4320].T @ keys[:4320] / 4320) <= 1e-6
 
     restored = SecondMoment().load_state_dict(exact.state_dict())
     assert torch.equal(restored.moment(), exact.moment())

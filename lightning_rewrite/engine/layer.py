@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from . import memory
+from . import lowrank, memory
 from ..errors import RewriteError
 from .fingerprint import tensor_fingerprint
 
@@ -41,7 +41,9 @@ class RewritableLayer(Protocol):
 
     Optional: ``rewrite_linear(*args, **kwargs)``, the output of the linear operation alone
     (before bias, noise, activation), used to warm-start an edit in closed form; and
-    ``rewrite_input_axis`` (default 1), the axis of the first input holding key channels.
+    ``rewrite_input_axis`` (default 1), the axis of the first input holding key channels;
+    ``rewrite_low_rank(directions, *args, **kwargs)``, the layer's output at W0 + ΔW as a
+    function of ΔW's factor on the key axis (:mod:`~lightning_rewrite.engine.lowrank`).
     The layer's own output is its value.
     """
 
@@ -83,31 +85,39 @@ class _Adapter:
     input_axis: int
     keys: Callable[[nn.Module, LayerInputs], Tensor]
     linear: Callable[[nn.Module, LayerInputs], Tensor] | None
+    low_rank: Callable[[nn.Module, LayerInputs, Tensor], lowrank.LowRank | None]
 
 
 def _call(module: nn.Module, inputs: LayerInputs) -> Tensor:
     return module(*inputs.args, **inputs.kwargs)
 
 
+def _builtin_low_rank(module: nn.Module, inputs: LayerInputs, directions: Tensor) -> lowrank.LowRank | None:
+    return lowrank.builtin(module, inputs.args, inputs.kwargs, directions)
+
+
 def _adapter_for(module: nn.Module) -> _Adapter | None:
     """How to read keys and weight from ``module``, or None when it is not rewritable."""
     if isinstance(module, RewritableLayer):
         linear = getattr(module, "rewrite_linear", None)
+        low_rank = getattr(module, "rewrite_low_rank", None)
         return _Adapter(
             weight=module.rewrite_weight,
             key_axis=module.rewrite_key_axis,
             input_axis=getattr(module, "rewrite_input_axis", 1),
             keys=lambda m, i: m.rewrite_keys(*i.args, **i.kwargs),
             linear=(lambda m, i: m.rewrite_linear(*i.args, **i.kwargs)) if linear is not None else None,
+            low_rank=(lambda m, i, d: m.rewrite_low_rank(d, *i.args, **i.kwargs)) if low_rank is not None
+            else lambda m, i, d: None,
         )
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.groups == 1:
         axis = 1 if isinstance(module, nn.Conv2d) else 0
-        return _Adapter("weight", axis, 1, lambda m, i: i.args[0], _call)
+        return _Adapter("weight", axis, 1, lambda m, i: i.args[0], _call, _builtin_low_rank)
     if isinstance(module, nn.Linear):
         def linear_keys(m: nn.Module, i: LayerInputs) -> Tensor:
             x = i.args[0]
             return x if x.ndim <= 2 else x.movedim(-1, 1)
-        return _Adapter("weight", 1, -1, linear_keys, _call)
+        return _Adapter("weight", 1, -1, linear_keys, _call, _builtin_low_rank)
     return None
 
 
@@ -308,6 +318,23 @@ class HookedLayer:
         for m in self.post:
             out = m(out)
         return out
+
+    def low_rank_forward(self, inputs: LayerInputs, directions: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """f(Λ) = the value at W0 + Λ Dᵀ (Λ: M × S, W0: the weight now) for these inputs,
+        evaluated through the S projected keys (:mod:`~lightning_rewrite.engine.lowrank`);
+        None when the layer offers no such evaluation (use :meth:`layer_forward`)."""
+        forward = self._adapter.low_rank(self.module, inputs, directions)
+        if forward is None:
+            return None
+        shape = list(self.weight.shape)
+        shape[self.key_axis] = directions.shape[1]
+
+        def value(lam: Tensor) -> Tensor:
+            out = forward(memory.from_memory(lam, shape, self.key_axis))
+            for m in self.post:
+                out = m(out)
+            return out
+        return value
 
     @property
     def has_linear(self) -> bool:

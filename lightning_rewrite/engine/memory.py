@@ -21,7 +21,8 @@ DEFAULT_MAX_CONDITION = 1e8
 
 
 class SecondMoment:
-    """Streaming uncentred second moment E[k kᵀ] of keys, accumulated in float64.
+    """Streaming uncentred second moment E[k kᵀ] of keys: each batch's products in single
+    precision (or the keys' own, if double), the running sum in float64.
 
     Only the running sum of outer products and the count are kept (memory O(N²)), so any
     number of keys can stream through; ``merge`` adds another accumulator's sums, which
@@ -40,15 +41,27 @@ class SecondMoment:
         """Add a batch of keys, shape ``(n, N)``."""
         if keys.ndim != 2:
             raise ValueError(f"keys must be a 2-D (n, N) tensor, got shape {tuple(keys.shape)}")
-        k = keys.detach().to(torch.float64)
+        k = _single_or_double(keys)
+        self._add(k.T @ k, k.shape[0])
+
+    def update_maps(self, keys: Tensor) -> None:
+        """Add a batch of key maps, shape ``(B, N, *spatial)``: one product per sample over its
+        locations, so the keys are never copied into rows."""
+        if keys.ndim < 2:
+            raise ValueError(f"key maps must be (B, N, *spatial), got shape {tuple(keys.shape)}")
+        k = _single_or_double(keys).flatten(2)
+        self._add(torch.bmm(k, k.transpose(1, 2)).sum(0), k.shape[0] * k.shape[2])
+
+    def _add(self, products: Tensor, count: int) -> None:
+        n = products.shape[0]
         if self.sum is None:
-            self.sum = torch.zeros(k.shape[1], k.shape[1], dtype=torch.float64, device=k.device)
-        elif self.sum.shape[0] != k.shape[1]:
-            raise ValueError(f"keys have {k.shape[1]} channels, this moment has {self.sum.shape[0]}")
-        if self.sum.device != k.device:
-            self.sum = self.sum.to(k.device)
-        self.sum.addmm_(k.T, k)
-        self.count += k.shape[0]
+            self.sum = torch.zeros(n, n, dtype=torch.float64, device=products.device)
+        elif self.sum.shape[0] != n:
+            raise ValueError(f"keys have {n} channels, this moment has {self.sum.shape[0]}")
+        if self.sum.device != products.device:
+            self.sum = self.sum.to(products.device)
+        self.sum += products
+        self.count += count
 
     def merge(self, other: "SecondMoment") -> "SecondMoment":
         """Add another accumulator's keys into this one (in place) and return self."""
@@ -83,6 +96,11 @@ class SecondMoment:
         if self.sum is not None:
             self.sum = self.sum.to(device)
         return self
+
+
+def _single_or_double(keys: Tensor) -> Tensor:
+    """Keys in float32, or float64 when they are (half precision is too coarse for a moment)."""
+    return keys.detach() if keys.dtype == torch.float64 else keys.detach().float()
 
 
 class CovarianceSolver:

@@ -158,15 +158,20 @@ class Method(nn.Module):
         """``loss`` (what is minimised) and any parts worth logging."""
         return {"loss": self.constraint_loss()}
 
+    low_rank = False  # whether the goal's values skip the layer's own forward (RankS: through Dᵀk)
+
     def substituted_weight(self) -> Tensor | None:
         """The weight the layer runs with in place of its parameter (None: the parameter)."""
         return None
 
+    def goal_values(self) -> Tensor:
+        """The layer's values on the goal's inputs as the edit stands now."""
+        return self.hooked.layer_forward(self.goal.inputs, self.substituted_weight())
+
     def constraint_loss(self) -> Tensor:
         """The goal's loss: the layer's values against V* over the goal region."""
         goal = self.goal
-        values = self.hooked.layer_forward(goal.inputs, self.substituted_weight())
-        return masked_loss(values, goal.target, goal.region, self.settings.loss)
+        return masked_loss(self.goal_values(), goal.target, goal.region, self.settings.loss)
 
     def project(self) -> None:
         """Put the optimised weight back on W0 + span(D) (methods that project)."""
@@ -213,6 +218,7 @@ class RankS(Method):
         self.by_lambda = settings.parametrization == "lambda"
         self.from_change = settings.parametrization == "svd"  # D from the change's SVD, not the context
         self._restarted = False
+        self._low_rank = None  # the values as a function of Λ, through the S projected keys (prepare)
         self.projects = not self.by_lambda
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self.by_lambda else None
 
@@ -235,6 +241,8 @@ class RankS(Method):
         proj = goal.context_keys.to(d) @ d
         scale = (proj.pow(2) * goal.context_weights.to(d)[:, None]).sum(0) / goal.context_weights.sum()
         self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
+        if self.by_lambda:
+            self._low_rank = self.hooked.low_rank_forward(self.goal.inputs, self._directions)
         if self.settings.warm_start and not self.from_change and self.solver.warm_starts:
             self._warm_start()
 
@@ -294,6 +302,18 @@ class RankS(Method):
 
     def substituted_weight(self) -> Tensor | None:
         return self.current_weight() if self.by_lambda else None
+
+    @property
+    def low_rank(self) -> bool:
+        """Whether the goal's values are evaluated through the S projected keys."""
+        return self._low_rank is not None
+
+    def goal_values(self) -> Tensor:
+        """Through the S projected keys where the layer offers it (the same numbers, S of its
+        input channels per evaluation), else the layer's own forward at W0 + Λ Dᵀ."""
+        if self._low_rank is None:
+            return super().goal_values()
+        return self._low_rank(self.lambda_())
 
     def project(self) -> None:
         if self.by_lambda:

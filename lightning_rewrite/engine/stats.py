@@ -22,7 +22,7 @@ from torch import Tensor
 from ..atomic import atomic_path
 from ..version import __version__
 from .latents import LatentSampler
-from .layer import HookedLayer, flat_keys
+from .layer import HookedLayer
 from .memory import SecondMoment
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def collect_second_moment(
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
             keys = hooked.keys(latents.take(chunk).to(device, dtype))
-            moment.update(flat_keys(keys))
+            moment.update_maps(keys)
             bar.advance(task, len(chunk))
     return moment
 

@@ -9,7 +9,7 @@ keys are the modulated inputs (the engine's RewritableLayer protocol).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -123,18 +123,46 @@ class ModulatedConv2d(nn.Module):
         s = self.styles(style)
         if self.fused:
             return self._fused(x, s)
-        keys = x * s[:, :, None, None]
         w = self.weight[0] * self.scale  # (out, in, k, k)
-        if self.upsample:
-            out = F.conv_transpose2d(keys, w.transpose(0, 1), stride=2)
-            out = self.blur(out)
-        else:
-            out = F.conv2d(keys, w, padding=self.padding)
+        out = self._convolve(x * s[:, :, None, None], w)
         if self.demodulate:
             # ‖W_o · s‖ per sample and output channel, as the fused form's demodulation
             demod = torch.rsqrt(torch.einsum("oikl,bi->bo", w.pow(2), s.pow(2)) + 1e-8)
             out = out * demod[:, :, None, None]
         return out
+
+    def _convolve(self, keys: Tensor, w: Tensor) -> Tensor:
+        """The plain (or upsampling) convolution of keys with w (out, in, k, k)."""
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(keys, w.transpose(0, 1), stride=2))
+        return F.conv2d(keys, w, padding=self.padding)
+
+    def low_rank(self, x: Tensor, style: Tensor, directions: Tensor) -> Callable[[Tensor], Tensor]:
+        """Its output at W0 + ΔW, ΔW[o, i] = Σ_j F[o, j] D[i, j], as a function of the factor
+        F (1, out, S, k, k): the W0 convolution and the demodulation's W0 terms computed once
+        here, the change convolved through the S channels Dᵀk (a rank-S edit costs S of the
+        ``in`` input channels per evaluation)."""
+        with torch.no_grad():
+            s = self.styles(style)
+            keys = x * s[:, :, None, None]
+            w0 = self.weight[0] * self.scale
+            d = directions.to(keys)
+            projected = torch.einsum("bihw,is->bshw", keys, d)
+            base = self._convolve(keys, w0)
+            s2 = s.pow(2)
+            norm0 = torch.einsum("oikl,bi->bo", w0.pow(2), s2)
+            cross = torch.einsum("oikl,is,bi->boskl", w0, d, s2)  # Σ_i W0 D s² per sample
+            gram = torch.einsum("is,it,bi->bst", d, d, s2)  # Dᵀ diag(s²) D per sample
+
+        def forward(factor: Tensor) -> Tensor:
+            f = factor[0] * self.scale  # (out, S, k, k)
+            out = base + self._convolve(projected, f)
+            if not self.demodulate:
+                return out
+            norm = norm0 + 2 * torch.einsum("boskl,oskl->bo", cross, f) + \
+                torch.einsum("oskl,bst,otkl->bo", f, gram, f)
+            return out * torch.rsqrt(norm + 1e-8)[:, :, None, None]
+        return forward
 
     def _fused(self, x: Tensor, s: Tensor) -> Tensor:
         """StyleGAN2's original form: a per-sample modulated (and demodulated) weight applied
@@ -194,6 +222,11 @@ class StyledConv(nn.Module):
 
     def rewrite_linear(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
         return self.conv(x, style)
+
+    def rewrite_low_rank(self, directions: Tensor, x: Tensor, style: Tensor,
+                         noise: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+        conv = self.conv.low_rank(x, style, directions)
+        return lambda factor: self.activate(self.noise(conv(factor), noise))
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
         return self.activate(self.noise(self.conv(x, style), noise))
