@@ -64,6 +64,7 @@ def test_fit_writes_the_run_directory(church_fit):
     # L-BFGS stopped at convergence, long before the step budget, on the goal's crop; timings reported
     assert spec["solver"]["name"] == "lbfgs" and 1 <= spec["solver"]["steps"] == metrics["steps"] < 100
     assert spec["solver"]["crop"].startswith("input rows") and spec["solver"]["max_steps"] == 400
+    assert spec["solver"]["low_rank"] is True and spec["solver"]["tolerance"] == 0.01
     assert min(metrics[f"{k}_seconds"] for k in ("fit", "prepare", "optimize", "pictures")) > 0
 
 

@@ -71,7 +71,8 @@ class EditConfig:
     lr: Optional[float] = setting(None, "the solver's rate; default: lbfgs 1 (its line search's first step), adam by "
                                         "method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR["adam"].items()))
     crop: bool = setting(True, "compute the goal on the smallest exact window of the layer's input around the region")
-    warm_start: bool = setting(True, "rank_s: start Λ from the closed-form insert of the layer's linear part")
+    warm_start: bool = setting(True, "rank_s with adam: start Λ from the closed-form insert of the layer's linear "
+                                     "part (lbfgs starts from Λ = 0, and from the insert only if its first step stalls)")
     loss: str = setting("l1", "the goal's distance: " + choices(LOSSES))
     parametrization: str = setting("lambda", "rank_s: " + choices(PARAMETRIZATIONS))
     lr_schedule: str = setting("cosine", choices(SCHEDULES))

@@ -116,7 +116,7 @@ def spec_of(cfg: DictConfig, overrides: list[str], model: Model, module: Rewrite
                    "parametrization": e.parametrization, "warm_start": e.warm_start, "lr_schedule": e.lr_schedule,
                    "project_every": e.project_every if module.method.projects else None,
                    "crop": module.method.crop.describe() if module.method.crop is not None else None,
-                   **module.method.solver.describe()},
+                   "low_rank": module.method.low_rank, **module.method.solver.describe()},
         "condition_number": module.method.condition,
     }
 

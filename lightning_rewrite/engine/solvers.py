@@ -56,7 +56,10 @@ class LBFGS(Solver):
     warm_starts = False  # measured: from Λ = 0 it ends as low as from the closed form, 0.6 s sooner (churches);
     # where its first line search stalls (Λ must be large: layer9 rank 2), the method restarts from the closed form
 
-    def __init__(self, iterations: int = 20, history: int = 20, tolerance: float = 1e-3) -> None:
+    # tolerance 1e-2 (a step of 20 iterations that gains less than 1% ends the edit), chosen on validation
+    # samples 2000-2499 against 1e-3 and 3e-2: less change outside the region in every recipe (-3% to -16%
+    # masked L1) and efficacy within 0.015 of 1e-3's in each (3e-2: smile -0.018), in half the evaluations
+    def __init__(self, iterations: int = 20, history: int = 20, tolerance: float = 1e-2) -> None:
         self.iterations, self.history, self.tolerance = iterations, history, tolerance
 
     def optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
