@@ -17,8 +17,8 @@ class KeyCovariance(pl.Callback):
     over ``samples`` latents, unless it has one; cached as :class:`KeyStatistics` says."""
 
     def __init__(self, samples: int = 1000, batch_size: int = 16, cache_dir: str | os.PathLike | bool | None = None,
-                 progress: bool = True) -> None:
-        self.statistics = KeyStatistics(samples, batch_size, cache_dir, progress)
+                 progress: bool = True, products: str = "float32") -> None:
+        self.statistics = KeyStatistics(samples, batch_size, cache_dir, progress, products)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: Rewriting) -> None:
         if pl_module.key_moment is not None:

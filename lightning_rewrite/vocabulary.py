@@ -31,6 +31,8 @@ PARAMETRIZATIONS = {
 LOSSES = {"l1": "official", "mse": "the paper's L2"}
 #: The learning-rate schedule over ``max_steps``.
 SCHEDULES = {"cosine": "decays to zero", "constant": "official"}
+#: The precision of each batch's key products kkᵀ in the statistics (``engine.stats``; summed in float64).
+PRODUCTS = {"float32": "one product per sample, fast", "float64": "bitwise as version 0.1"}
 #: Request kinds (``engine.goal.GOALS`` maps each to the goal it builds).
 KINDS = {"copy": "copy, paste, context", "erase": "zero units, keep the rest", "paired": "swap within pairs"}
 #: all_weights' image distance besides L1.

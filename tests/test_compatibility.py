@@ -44,7 +44,8 @@ def _tensor_hashes(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("recipe", ["domes_to_trees", "reflection"])
 def test_the_same_configuration_makes_bitwise_the_same_edit_as_version_0_1(recipe, tmp_path):
     """domes_to_trees optimises Λ; reflection optimises W with the SVD projection. Version 0.1
-    ran Adam on the full map: the same configuration names that solver and no crop."""
+    ran Adam on the full map through the layer's own forward, with float64 key products: the
+    same configuration names that solver, no crop, no low-rank evaluation and those products."""
     expected = json.loads((FIXTURES / "edit_tensors_v0.1.json").read_text())[recipe]
     assert main([*expected["argv"], f"out={tmp_path / 'run'}"]) == 0
     assert _tensor_hashes(tmp_path / "run" / "edit.safetensors") == expected["tensors"]

@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..errors import RewriteError
 from ..limits import MAX_SAMPLES
 from ..vocabulary import (ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, LOSSES, METHODS, PARAMETRIZATIONS, PERCEPTUAL,
-                          SCHEDULES, SOLVERS, choices)
+                          PRODUCTS, SCHEDULES, SOLVERS, choices)
 
 
 def setting(default: Any = None, meaning: str = "", factory: Any = None) -> Any:
@@ -71,6 +71,8 @@ class EditConfig:
     lr: Optional[float] = setting(None, "the solver's rate; default: lbfgs 1 (its line search's first step), adam by "
                                         "method: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR["adam"].items()))
     crop: bool = setting(True, "compute the goal on the smallest exact window of the layer's input around the region")
+    low_rank: bool = setting(True, "rank_s: evaluate the goal through the S projected keys Dᵀk (the same numbers up "
+                                   "to rounding, far fewer operations); false: the layer's own forward (bitwise as 0.1)")
     warm_start: bool = setting(True, "rank_s with adam: start Λ from the closed-form insert of the layer's linear "
                                      "part (lbfgs starts from Λ = 0, and from the insert only if its first step stalls)")
     loss: str = setting("l1", "the goal's distance: " + choices(LOSSES))
@@ -90,6 +92,7 @@ class StatsConfig:
     samples: int = setting(1000, "latents the statistics C = E[kkᵀ] stream over (every location a key)")
     batch_size: int = setting(50, "latents per forward pass (statistics, test, sample)")
     cache: bool = setting(True, "cache C under $LIGHTNING_REWRITE_CACHE (default ~/.cache/lightning_rewrite)")
+    products: str = setting("float32", "precision of each batch's products kkᵀ (summed in float64): " + choices(PRODUCTS))
 
 
 @dataclass
@@ -350,6 +353,7 @@ def validate(cfg: DictConfig) -> None:
         *((getattr(cfg.edit, key) in names, f"edit.{key} must be one of {', '.join(names)}, got {getattr(cfg.edit, key)!r}")
           for key, names in (("loss", LOSSES), ("parametrization", PARAMETRIZATIONS), ("lr_schedule", SCHEDULES),
                              ("solver", SOLVERS))),
+        (cfg.stats.products in PRODUCTS, f"stats.products must be one of {', '.join(PRODUCTS)}, got {cfg.stats.products!r}"),
         (cfg.edit.perceptual in PERCEPTUAL,
          f"edit.perceptual must be one of {', '.join(PERCEPTUAL)}, got {cfg.edit.perceptual!r}"),
         (cfg.edit.smooth_weight >= 0 and cfg.edit.perceptual_weight >= 0,

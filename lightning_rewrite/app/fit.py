@@ -44,6 +44,7 @@ def make_module(cfg: DictConfig, model: Model, request: EditRequest) -> RewriteM
     return RewriteModule(model.generator, e.layer, request, method=e.method, latents=model.latents, rank=e.rank,
                          parametrization=e.parametrization, solver=e.solver,
                          lr=e.lr, loss=e.loss, lr_schedule=e.lr_schedule, warm_start=e.warm_start, crop=e.crop,
+                         low_rank=e.low_rank,
                          perceptual=perceptual, perceptual_weight=e.perceptual_weight, smooth_weight=e.smooth_weight)
 
 

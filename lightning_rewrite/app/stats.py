@@ -18,7 +18,8 @@ from .report import table
 
 def key_statistics(cfg: DictConfig, hooked: HookedLayer, latents: LatentSampler) -> tuple[Statistics, float]:
     """The statistics ``cfg.stats`` asks for (cached unless ``stats.cache=false``) and the seconds they took."""
-    service = KeyStatistics(cfg.stats.samples, cfg.stats.batch_size, None if cfg.stats.cache else False, cfg.progress)
+    service = KeyStatistics(cfg.stats.samples, cfg.stats.batch_size, None if cfg.stats.cache else False, cfg.progress,
+                            cfg.stats.products)
     start = time.perf_counter()
     found = service.get(hooked, latents)
     return found, round(time.perf_counter() - start, 2)

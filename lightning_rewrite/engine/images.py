@@ -70,8 +70,9 @@ def before_after(before: Tensor, after: Tensor, indices: list[int] | range, per_
 
 
 def _render(generator: nn.Module, z: Tensor) -> Tensor:
+    """Images in [0, 1], one sample at a time (a large generator's batch holds its activations)."""
     with torch.no_grad():
-        return unit(generator(z))
+        return torch.cat([unit(generator(z[i:i + 1])) for i in range(len(z))])
 
 
 def selections(request: EditRequest, generator: nn.Module, latents: LatentSampler) -> Row:

@@ -21,16 +21,18 @@ DEFAULT_MAX_CONDITION = 1e8
 
 
 class SecondMoment:
-    """Streaming uncentred second moment E[k kᵀ] of keys: each batch's products in single
-    precision (or the keys' own, if double), the running sum in float64.
+    """Streaming uncentred second moment E[k kᵀ] of keys: each batch's products in ``products``
+    precision (float32 by default, one product per sample over its locations; float64: rows and
+    one float64 product per batch, bitwise as version 0.1), the running sum in float64.
 
     Only the running sum of outer products and the count are kept (memory O(N²)), so any
     number of keys can stream through; ``merge`` adds another accumulator's sums, which
     is what an all-reduce across processes does.
     """
 
-    def __init__(self, dim: int | None = None) -> None:
+    def __init__(self, dim: int | None = None, products: torch.dtype = torch.float32) -> None:
         self.count = 0
+        self.products = products
         self.sum: Tensor | None = None if dim is None else torch.zeros(dim, dim, dtype=torch.float64)
 
     @property
@@ -41,27 +43,39 @@ class SecondMoment:
         """Add a batch of keys, shape ``(n, N)``."""
         if keys.ndim != 2:
             raise ValueError(f"keys must be a 2-D (n, N) tensor, got shape {tuple(keys.shape)}")
-        k = _single_or_double(keys)
-        self._add(k.T @ k, k.shape[0])
+        k = self._cast(keys)
+        self._ready(k.shape[1], k.device)
+        if k.dtype == torch.float64:
+            self.sum.addmm_(k.T, k)
+        else:
+            self.sum += k.T @ k
+        self.count += k.shape[0]
 
     def update_maps(self, keys: Tensor) -> None:
-        """Add a batch of key maps, shape ``(B, N, *spatial)``: one product per sample over its
-        locations, so the keys are never copied into rows."""
+        """Add a batch of key maps, shape ``(B, N, *spatial)``: in single precision one product
+        per sample over its locations, so the keys are never copied into rows."""
         if keys.ndim < 2:
             raise ValueError(f"key maps must be (B, N, *spatial), got shape {tuple(keys.shape)}")
-        k = _single_or_double(keys).flatten(2)
-        self._add(torch.bmm(k, k.transpose(1, 2)).sum(0), k.shape[0] * k.shape[2])
+        k = self._cast(keys)
+        if k.dtype == torch.float64:
+            self.update(k.movedim(1, -1).reshape(-1, k.shape[1]))
+            return
+        k = k.flatten(2)
+        self._ready(k.shape[1], k.device)
+        self.sum += torch.bmm(k, k.transpose(1, 2)).sum(0)
+        self.count += k.shape[0] * k.shape[2]
 
-    def _add(self, products: Tensor, count: int) -> None:
-        n = products.shape[0]
+    def _cast(self, keys: Tensor) -> Tensor:
+        """Keys in the products' precision (float64 keys stay float64; half precision is too coarse)."""
+        return keys.detach().to(torch.promote_types(keys.dtype, self.products))
+
+    def _ready(self, n: int, device: torch.device) -> None:
         if self.sum is None:
-            self.sum = torch.zeros(n, n, dtype=torch.float64, device=products.device)
+            self.sum = torch.zeros(n, n, dtype=torch.float64, device=device)
         elif self.sum.shape[0] != n:
             raise ValueError(f"keys have {n} channels, this moment has {self.sum.shape[0]}")
-        if self.sum.device != products.device:
-            self.sum = self.sum.to(products.device)
-        self.sum += products
-        self.count += count
+        if self.sum.device != device:
+            self.sum = self.sum.to(device)
 
     def merge(self, other: "SecondMoment") -> "SecondMoment":
         """Add another accumulator's keys into this one (in place) and return self."""
@@ -96,11 +110,6 @@ class SecondMoment:
         if self.sum is not None:
             self.sum = self.sum.to(device)
         return self
-
-
-def _single_or_double(keys: Tensor) -> Tensor:
-    """Keys in float32, or float64 when they are (half precision is too coarse for a moment)."""
-    return keys.detach() if keys.dtype == torch.float64 else keys.detach().float()
 
 
 class CovarianceSolver:

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     """What a method may be told: rank and parametrization (rank_s), the loss, the warm start,
-    the solver and its rate (None: the solver's default), whether the goal is cut to its crop,
-    and all_weights' image distance and smoothness term."""
+    the solver and its rate (None: the solver's default), whether the goal is cut to its crop
+    and evaluated through the projected keys (rank_s), and all_weights' image distance and
+    smoothness term."""
 
     rank: int = 1
     parametrization: str = "lambda"
@@ -60,6 +61,7 @@ class Settings:
     lr: float | None = None
     lr_schedule: str = "cosine"
     crop: bool = True
+    low_rank: bool = True
     perceptual: nn.Module | None = None
     perceptual_weight: float = 1.0
     smooth_weight: float = 1.0
@@ -241,7 +243,7 @@ class RankS(Method):
         proj = goal.context_keys.to(d) @ d
         scale = (proj.pow(2) * goal.context_weights.to(d)[:, None]).sum(0) / goal.context_weights.sum()
         self.key_scale.copy_(scale.sqrt().clamp_min(1e-8).to(self.key_scale))
-        if self.by_lambda:
+        if self.by_lambda and self.settings.low_rank:
             self._low_rank = self.hooked.low_rank_forward(self.goal.inputs, self._directions)
         if self.settings.warm_start and not self.from_change and self.solver.warm_starts:
             self._warm_start()

@@ -58,7 +58,7 @@ class LBFGS(Solver):
 
     # tolerance 1e-2 (a step of 20 iterations that gains less than 1% ends the edit), chosen on validation
     # samples 2000-2499 against 1e-3 and 3e-2: less change outside the region in every recipe (-3% to -16%
-    # masked L1) and efficacy within 0.015 of 1e-3's in each (3e-2: smile -0.018), in half the evaluations
+    # masked L1) and efficacy within 0.015 of 1e-3's in each (3e-2: smile -0.018), in a third of the evaluations
     def __init__(self, iterations: int = 20, history: int = 20, tolerance: float = 1e-2) -> None:
         self.iterations, self.history, self.tolerance = iterations, history, tolerance
 

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .. import vocabulary
 from ..atomic import atomic_path
 from ..version import __version__
 from .latents import LatentSampler
@@ -26,6 +27,10 @@ from .layer import HookedLayer
 from .memory import SecondMoment
 
 log = logging.getLogger(__name__)
+
+#: The dtype of each name of the vocabulary's PRODUCTS (the running sum is float64 either way).
+PRODUCTS = {"float32": torch.float32, "float64": torch.float64}
+assert set(PRODUCTS) == set(vocabulary.PRODUCTS)
 
 
 def default_cache_dir() -> Path:
@@ -41,12 +46,13 @@ def collect_second_moment(
     batch_size: int = 16,
     indices: range | None = None,
     progress: bool = True,
+    products: torch.dtype = torch.float32,
 ) -> SecondMoment:
-    """Stream the keys of ``samples`` latents (or the given ``indices``) into a SecondMoment,
-    running each batch only up to the layer."""
+    """Stream the keys of ``samples`` latents (or the given ``indices``) into a SecondMoment
+    (its batch products in ``products`` precision), running each batch only up to the layer."""
     device, dtype = hooked.weight.device, hooked.weight.dtype
     idx = list(indices if indices is not None else range(samples))
-    moment = SecondMoment(hooked.key_dim)
+    moment = SecondMoment(hooked.key_dim, products)
     columns = (TextColumn("key statistics {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.no_grad():
         task = bar.add_task(hooked.name, total=len(idx))
@@ -71,14 +77,17 @@ class Statistics:
 class KeyStatistics:
     """C over ``samples`` latents, cached under ``cache_dir`` (``None``: the default, ``False``:
     no cache), keyed by a fingerprint of the weights that feed the layer, the layer name, the
-    latent sampler, the model's truncation, ``samples``, the key dtype and the package version.
-    A stale or unreadable cache is rebuilt (and said so)."""
+    latent sampler, the model's truncation, ``samples``, the key dtype, the products' precision
+    (``"float32"``, or ``"float64"``: bitwise as version 0.1) and the package version. A stale or
+    unreadable cache is rebuilt (and said so)."""
 
     def __init__(self, samples: int = 1000, batch_size: int = 16, cache_dir: str | os.PathLike | bool | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, products: str = "float32") -> None:
         if samples < 1:
             raise ValueError(f"samples must be ≥ 1, got {samples}")
-        self.samples, self.batch_size, self.progress = samples, batch_size, progress
+        if products not in PRODUCTS:
+            raise ValueError(f"products must be one of {', '.join(PRODUCTS)}, got {products!r}")
+        self.samples, self.batch_size, self.progress, self.products = samples, batch_size, progress, products
         self.cache_dir = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
 
     def cache_key(self, hooked: HookedLayer, latents: LatentSampler) -> tuple[str, dict]:
@@ -91,6 +100,7 @@ class KeyStatistics:
             "truncation": getattr(hooked.model, "truncation", None),
             "samples": self.samples,
             "dtype": str(hooked.weight.dtype),
+            "products": self.products,
             "version": __version__,
         }
         digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
@@ -129,7 +139,8 @@ class KeyStatistics:
             if stale:
                 log.info("the %d cached key statistics of %s were made for other weights or settings", len(stale), hooked.name)
         moment = collect_second_moment(hooked, latents, self.samples, self.batch_size,
-                                       indices=range(rank, self.samples, world), progress=self.progress and rank == 0)
+                                       indices=range(rank, self.samples, world), progress=self.progress and rank == 0,
+                                       products=PRODUCTS[self.products])
         if world > 1 and reduce is not None:
             count = torch.tensor(float(moment.count), dtype=torch.float64, device=moment.sum.device)
             moment.sum, moment.count = reduce(moment.sum.clone()), int(round(reduce(count).item()))
