@@ -23,19 +23,17 @@ LowRank = Callable[[Tensor], Tensor]
 def builtin(module: nn.Module, args: tuple, kwargs: dict, directions: Tensor) -> LowRank | None:
     """The low-rank evaluation of a built-in layer called with ``args``, or None when it has
     none (padding modes other than zeros, extra call arguments)."""
-    if kwargs or len(args) != 1:
+    convolution = isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
+    if kwargs or len(args) != 1 or not (isinstance(module, nn.Linear) or
+                                        convolution and module.padding_mode == "zeros"):
         return None
     x, d = args[0], directions.to(args[0])
     with torch.no_grad():
-        if isinstance(module, nn.Linear):
-            base, projected = module(x), x @ d
-            return lambda factor: base + F.linear(projected, factor)
-        if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
-            base, projected = module(x), torch.einsum("bihw,is->bshw", x, d)
-            return lambda factor: base + F.conv2d(projected, factor, None, module.stride, module.padding,
-                                                  module.dilation)
-        if isinstance(module, nn.ConvTranspose2d) and module.padding_mode == "zeros":
-            base, projected = module(x), torch.einsum("bihw,is->bshw", x, d)
-            return lambda factor: base + F.conv_transpose2d(projected, factor, None, module.stride, module.padding,
-                                                            module.output_padding, 1, module.dilation)
-    return None
+        base = module(x)
+        projected = torch.einsum("bihw,is->bshw", x, d) if convolution else x @ d
+    if isinstance(module, nn.Linear):
+        return lambda factor: base + F.linear(projected, factor)
+    if isinstance(module, nn.Conv2d):
+        return lambda factor: base + F.conv2d(projected, factor, None, module.stride, module.padding, module.dilation)
+    return lambda factor: base + F.conv_transpose2d(projected, factor, None, module.stride, module.padding,
+                                                    module.output_padding, 1, module.dilation)
