@@ -126,6 +126,7 @@ def test_the_edited_generator_differs_only_in_the_edited_layer(church_fit):
         json.loads((church_fit / "edit.json").read_text())["result_fingerprint"]
 
 
+@pytest.mark.bitwise
 def test_the_edit_file_applies_and_reverts_bitwise(church_fit):
     generator = get_world("churches").load_generator()
     base = {k: v.clone() for k, v in generator.state_dict().items()}
@@ -184,6 +185,7 @@ def test_every_recipe_fits_on_its_embedded_world(recipe, tmp_path):
     assert changed_tensors(base, load_file(str(out / "generator.safetensors"))) == [layer_weight]
 
 
+@pytest.mark.bitwise
 def test_three_church_edits_in_a_row_sample_and_revert_bitwise(tmp_path):
     """The paper's Fig. 1: watermark removal, then domes→trees, then spires→domes, each fitted on
     the model the previous ones made."""
@@ -240,8 +242,9 @@ BAD_REQUESTS = {
     "empty mask": (lambda d: d["paste"].__setitem__(1, _mask_url(torch.zeros(64, 64))), "paste mask is empty"),
     "all-ones mask": (lambda d: d["key"][0].__setitem__(1, _mask_url(torch.ones(64, 64))),
                       "key[0] mask selects the whole image"),
-    "wrong shape": (lambda d: d["object"].__setitem__(1, _mask_url(torch.ones(32, 32))),
-                    "object mask is 32×32; it must be 64×64"),
+    "wrong aspect ratio": (lambda d: d["object"].__setitem__(1, _mask_url(torch.ones(32, 48))),
+                           "object mask is 32×48, but the generator's images are 64×64: draw it at 64×64 or at any size "
+                           "of that aspect ratio"),
 }
 
 
@@ -357,6 +360,7 @@ def test_a_rosinality_checkpoint_comes_back_as_one(tmp_path):
     assert changed_tensors(state, as_pt.state_dict()) == ["convs.3.conv.weight"]
 
 
+@pytest.mark.bitwise
 @pytest.mark.parametrize("method,changed", [("full_layer", 1), ("all_weights", None)])
 def test_full_rank_baselines_save_their_delta_and_revert_bitwise(method, changed, tmp_path):
     out = tmp_path / method

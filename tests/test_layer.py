@@ -67,6 +67,7 @@ def test_keys_and_values_of_a_conv_layer_stop_after_the_layer(tiny):
     assert h.memory().shape == (32 * 3 * 3, 32) == h.memory_shape
 
 
+@pytest.mark.bitwise
 def test_render_with_a_substituted_weight_leaves_the_model_untouched(tiny):
     z = LatentSampler(16).take(range(2))
     h = HookedLayer(tiny, "layer3.0")

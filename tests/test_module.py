@@ -81,6 +81,7 @@ def test_lbfgs_ends_below_the_official_schedule_in_tens_of_steps_and_stops_by_it
     assert fast.method.report()["constraint_loss"] <= official.method.report()["constraint_loss"]
 
 
+@pytest.mark.bitwise
 @pytest.mark.parametrize("steps", [1, 7, 20])
 @pytest.mark.slow
 def test_projected_optimizer_keeps_the_change_in_span_of_d(blocks, steps):
@@ -93,8 +94,8 @@ def test_projected_optimizer_keeps_the_change_in_span_of_d(blocks, steps):
     assert delta.norm() > 0
     assert float((delta - delta @ d @ d.T).norm() / delta.norm()) <= 1e-6
     assert torch.linalg.matrix_rank(delta.double(), rtol=1e-5).item() <= 2
-    (factored,) = module.changes()
-    assert torch.allclose(factored.new_weight(module.method.weight0), module.hooked.weight, atol=1e-6)
+    (factored,) = module.changes()  # what the edit file holds: applied to W0, bitwise the fitted weight
+    assert torch.equal(factored.new_weight(module.method.weight0), module.hooked.weight)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ def _check(generator: nn.Module, layer: str, parameter: str, z: torch.Tensor) ->
     return prefix
 
 
+@pytest.mark.bitwise
 def test_an_edit_at_a_layer_reuses_everything_before_it_bitwise():
     tiny = TinyGenerator().eval()
     assert _check(tiny, "layer3.0", "layer3.0.weight", LatentSampler(16).take(range(4))).full_runs == 0

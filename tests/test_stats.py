@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 
 from lightning_rewrite.engine.latents import LatentSampler
@@ -12,6 +13,7 @@ from lightning_rewrite.engine.layer import HookedLayer
 from lightning_rewrite.engine.stats import KeyStatistics
 
 
+@pytest.mark.bitwise
 def test_key_statistics_are_cached_and_rebuilt_when_stale_or_unreadable(blocks, tmp_path, caplog):
     hooked, latents = HookedLayer(blocks, "layer3.0"), LatentSampler(16)
     stats = KeyStatistics(samples=30, cache_dir=tmp_path, progress=False)

@@ -35,6 +35,7 @@ def test_split_modulated_conv_equals_the_fused_form(upsample, demodulate, dtype)
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
+@pytest.mark.bitwise
 def test_the_generator_draws_the_same_images_with_fused_convolutions():
     torch.manual_seed(1)
     model = StyleGAN2Generator(32, style_dim=16, n_mlp=2, widths={4: 16, 8: 12, 16: 8, 32: 8}).eval()

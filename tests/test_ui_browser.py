@@ -25,10 +25,10 @@ from lightning_rewrite.app.ui.server import bind, server_for
 from lightning_rewrite.app.ui.session import Session
 from lightning_rewrite.engine.edit import Edit
 from lightning_rewrite.engine.masks import bounding_box, decode_data_url
-from lightning_rewrite.engine.images import to_uint8, unit
+from lightning_rewrite.engine.images import draw_alone, to_uint8, unit
 from lightning_rewrite.metrics.functional import region_counts
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bitwise]  # the tests share one page, in order
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STORED = Path(__file__).parents[1] / "recipes" / "requests" / "domes_to_trees.json"
 HELD_OUT = range(1000, 1024)
@@ -191,8 +191,7 @@ def test_toggle_original_shows_the_unedited_render(ui):
     assert page.locator("#view-label").inner_text() == "unedited (original)"
     shown = shown_images(ui, HELD_OUT[:8])
     fresh = load_model(ui["cfg"], with_segmenter=False)
-    with torch.no_grad():
-        render = fresh.generator(fresh.latents.take(list(HELD_OUT[:8]))).clamp(-1, 1)
+    render = draw_alone(fresh.generator, fresh.latents.take(list(HELD_OUT[:8])))  # as sample draws them
     assert torch.equal(shown, torch.from_numpy(np.stack([to_uint8(unit(x)) for x in render])))
     shot(ui, "5_original.png")
     page.click("#toggle")

@@ -23,7 +23,10 @@ from lightning_rewrite.app.cli import main
 from lightning_rewrite.app.config import load_config
 from lightning_rewrite.app.ui.server import allowed_hosts, make_app
 from lightning_rewrite.app.ui.session import Session
-from lightning_rewrite.engine.images import to_uint8, unit
+from lightning_rewrite.app.ui.render import Renderer
+from lightning_rewrite.engine.images import draw_alone, to_uint8, unit
+from lightning_rewrite.engine.latents import LatentSampler
+from lightning_rewrite.worlds import get_world
 
 STORED = Path(__file__).parents[1] / "recipes" / "requests" / "domes_to_trees.json"
 ORIGIN = {"Origin": "http://127.0.0.1:8765"}
@@ -90,6 +93,23 @@ def test_bad_requests_are_one_line_and_the_server_keeps_serving(client):
     assert client.get("/api/state").json()["settings"]["rank"] == 1
 
 
+@pytest.mark.bitwise
+def test_a_sample_on_the_page_does_not_depend_on_the_samples_drawn_beside_it():
+    """Batched kernels round differently with the batch, so the page draws each sample alone:
+    sample 1005 of a page of 12 is bitwise sample 1005 of a page of 3, and of draw_alone."""
+    generator = get_world("churches").load_generator().eval()
+    latents = LatentSampler.for_model(generator)
+    drawn = []
+    for indices in (list(range(1000, 1012)), [1004, 1005, 1006]):
+        renderer = Renderer(generator, latents)
+        renderer.changed([], "convs.3")  # layer6
+        drawn.append(renderer.images(indices, original=True))
+    page, few = drawn
+    assert torch.equal(page[4:7], few)
+    assert torch.equal(page, draw_alone(generator, latents.take(list(range(1000, 1012)))))
+
+
+@pytest.mark.bitwise
 def test_one_edit_at_a_time_and_the_edited_grid_is_bitwise_a_full_render(client):
     session = client.session
     client.post("/api/load?name=r.json", content=STORED.read_bytes(), headers=ORIGIN)
@@ -102,10 +122,9 @@ def test_one_edit_at_a_time_and_the_edited_grid_is_bitwise_a_full_render(client)
     assert not progress.running and progress.error is None and progress.step >= 1
     replayed = session.renderer.replayed
     client.post("/api/render", json={"indices": page}, headers=ORIGIN)
-    assert session.renderer.replayed == replayed + 1, "the edited page reuses the computation before the layer"
+    assert session.renderer.replayed == replayed + len(page), "the edited page reuses the computation before the layer"
     shown = np.stack([png(client.get(f"/api/image/{i}").content) for i in page])
-    with torch.no_grad():
-        full = session.model.generator(session.latents.take(page)).clamp(-1, 1)
+    full = draw_alone(session.model.generator, session.latents.take(page))
     assert np.array_equal(shown, np.stack([to_uint8(unit(x)) for x in full]))
     assert client.post("/api/revert", json={}, headers=ORIGIN).status_code == 200
 
@@ -198,6 +217,7 @@ def test_a_saved_edit_file_loads_onto_the_stack_and_draws_the_same_images(client
     client.post("/api/revert", json={}, headers=ORIGIN)
 
 
+@pytest.mark.bitwise
 def test_edits_stack_and_revert_one_at_a_time_bitwise(client):
     """Two rules in a row (domes → trees, then spires → domes), listed; each Revert restores the
     weights before its edit bitwise."""

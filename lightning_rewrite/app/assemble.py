@@ -75,9 +75,12 @@ def check_layer(model: Model, layer: str) -> HookedLayer:
 
 
 def _check_mask(mask: torch.Tensor, size: tuple[int, int], what: str) -> None:
-    if tuple(mask.shape) != tuple(size):
-        raise RewriteError(f"{what} mask is {tuple(mask.shape)[0]}×{tuple(mask.shape)[1]}; it must be {size[0]}×{size[1]}, "
-                           "the generator's image size")
+    """A mask of any size whose shape is the image's (each is resized to a layer's resolution on
+    its own, as the official code does: its interface saved 256×256 masks for 1024-px models)."""
+    (h, w), (height, width) = tuple(mask.shape), tuple(size)
+    if h * width != w * height:
+        raise RewriteError(f"{what} mask is {h}×{w}, but the generator's images are {height}×{width}: draw it at "
+                           f"{height}×{width} or at any size of that aspect ratio")
     if float(mask.max()) <= 0:
         raise RewriteError(f"{what} mask is empty; select the region to change (white where selected)")
     if float(mask.min()) >= 1:
@@ -85,7 +88,7 @@ def _check_mask(mask: torch.Tensor, size: tuple[int, int], what: str) -> None:
 
 
 def check_request(request: EditRequest, size: tuple[int, int]) -> None:
-    """Complete, masks of the image's size, neither empty nor everything; sample indices in range."""
+    """Complete, masks of the image's aspect ratio, neither empty nor everything; sample indices in range."""
     missing = request.missing()
     if missing:
         raise RewriteError(missing)

@@ -90,7 +90,7 @@ class StatsConfig:
     whether they are cached."""
 
     samples: int = setting(1000, "latents the statistics C = E[kkᵀ] stream over (every location a key)")
-    batch_size: int = setting(50, "latents per forward pass (statistics, test, sample)")
+    batch_size: int = setting(50, "latents per forward pass (statistics, advise; sample draws each sample alone)")
     cache: bool = setting(True, "cache C under $LIGHTNING_REWRITE_CACHE (default ~/.cache/lightning_rewrite)")
     products: str = setting("float32", "precision of each batch's products kkᵀ (summed in float64): " + choices(PRODUCTS))
 

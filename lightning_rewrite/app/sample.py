@@ -21,7 +21,8 @@ def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> N
     drawn: dict[int, torch.Tensor] = {}
     everything: list[dict[int, torch.Tensor]] = []
     trainer = drawing_trainer(cfg)
-    trainer.test(Drawing([model.generator], model.latents, idx, cfg.stats.batch_size,
+    # one sample per forward pass (images.draw_alone): sample i's pixels do not depend on sample.n or start
+    trainer.test(Drawing([model.generator], model.latents, idx, 1,
                          lambda chunk, images: drawn.update(zip(chunk, images[0].cpu())),
                          lambda: everything.extend(gather(drawn))), verbose=False)
     if not trainer.is_global_zero:

@@ -70,14 +70,15 @@ def test(cfg: DictConfig, out: Path, edit_path: Path) -> dict[str, Any] | None:
         for name, pick in (("largest_change", order[:SHOWN]), ("smallest_change", order.flip(0)[:SHOWN])):
             shown = [idx[int(i)] for i in pick]
             z = model.latents.take(shown).to(device)
-            rows = images.before_after(images.unit(model.generator(z)), images.unit(edited(z)), shown)
+            rows = images.before_after(*(images.unit(images.draw_alone(g, z)) for g in (model.generator, edited)), shown)
             title = f"{cfg.recipe}: the {SHOWN} test samples of {len(idx)} with the {name.replace('_', ' ')} ({edit.describe()})"
             images.save_png(images.figure(rows, title), tmp / f"{name}.png")
         if pairs:  # rows: unedited without / with the cause, then edited without / with it
             shown = list(idx[:SHOWN])
             z = model.latents.take(shown).to(device)
             labels = ("unedited, without", "unedited, with", "edited, without", "edited, with")
-            rows = [images.Row(images.unit(g(z)), label, [f"#{i}" for i in shown]) for g, label in zip(pairs, labels)]
+            rows = [images.Row(images.unit(images.draw_alone(g, z)), label, [f"#{i}" for i in shown])
+                    for g, label in zip(pairs, labels)]
             title = f"{cfg.recipe}: one scene without and with the cause, before and after the edit ({edit.describe()})"
             images.save_png(images.figure(rows, title), tmp / "rule_pairs.png")
         write_text(tmp / "metrics.json", json.dumps(metrics, indent=1) + "\n")

@@ -69,10 +69,15 @@ def before_after(before: Tensor, after: Tensor, indices: list[int] | range, per_
     return rows
 
 
-def _render(generator: nn.Module, z: Tensor) -> Tensor:
-    """Images in [0, 1], one sample at a time (a large generator's batch holds its activations)."""
+def draw_alone(generator: nn.Module, z: Tensor) -> Tensor:
+    """``generator``'s images of ``z`` in [-1, 1] (CPU), each sample in a batch of its own.
+
+    Batched kernels round differently with a batch's size and company, so every picture a user
+    compares is drawn this way (``sample``, the page, ``fit``'s and ``test``'s pictures): a
+    sample's pixels are then the same wherever it is drawn on one machine. It also bounds memory
+    (a 256-px batch holds every sample's activations at once)."""
     with torch.no_grad():
-        return torch.cat([unit(generator(z[i:i + 1])) for i in range(len(z))])
+        return torch.cat([generator(z[i:i + 1]).clamp(-1, 1).cpu() for i in range(len(z))])
 
 
 def selections(request: EditRequest, generator: nn.Module, latents: LatentSampler) -> Row:
@@ -88,7 +93,7 @@ def selections(request: EditRequest, generator: nn.Module, latents: LatentSample
     items += [(s.sample, s.mask, "context") for s in request.context]
     for p in request.pairs[:4]:
         items += [(p.a, p.mask, "paste"), (p.b, p.mask, "object")]
-    images = _render(generator, torch.stack([z_of(s) for s, _, _ in items]))
+    images = unit(draw_alone(generator, torch.stack([z_of(s) for s, _, _ in items])))
     drawn = torch.stack([draw_mask(img, m, SELECTION_COLORS[kind]) for img, (_, m, kind) in zip(images, items)])
     names = {"object": "copy", "paste": "paste", "context": "context"}
     if request.pairs:

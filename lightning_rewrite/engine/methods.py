@@ -221,6 +221,7 @@ class RankS(Method):
         self.from_change = settings.parametrization == "svd"  # D from the change's SVD, not the context
         self._restarted = False
         self._low_rank = None  # the values as a function of Λ, through the S projected keys (prepare)
+        self._written: tuple[Tensor, Tensor] | None = None  # W optimised freely: (Λ, W0 + Λ Dᵀ) as committed
         self.projects = not self.by_lambda
         self.lam = nn.Parameter(torch.zeros(m, rank, dtype=weight.dtype)) if self.by_lambda else None
 
@@ -295,6 +296,8 @@ class RankS(Method):
         """Λ (M, S) in weight units: the key-scaled parameter, or the projected W's coordinates."""
         if self.by_lambda:
             return self.lam / self.key_scale
+        if self._written is not None and torch.equal(self.hooked.weight, self._written[1]):
+            return self._written[0]
         return memory.as_memory(self.hooked.weight.detach() - self.weight0, self.hooked.key_axis) @ self._directions
 
     def current_weight(self) -> Tensor:
@@ -330,9 +333,16 @@ class RankS(Method):
         return {"lambda_norm": float(self.lambda_().detach().norm())} if self.by_lambda else {}
 
     def commit(self) -> None:
-        if self.by_lambda:
-            with torch.no_grad():
+        """The generator's W is W0 + Λ Dᵀ computed as an edit file applies it, so applying the
+        saved edit to the base gives bitwise this weight (a freely optimised, projected W equals
+        it only up to rounding); Λ is kept as written."""
+        with torch.no_grad():
+            if self.by_lambda:
                 self.hooked.weight.copy_(self.current_weight())
+                return
+            lam = self.lambda_().clone()
+            self.hooked.weight.copy_(memory.low_rank_weight(self.weight0, lam, self._directions, self.hooked.key_axis))
+            self._written = (lam, self.hooked.weight.detach().clone())
 
     def changes(self) -> list[WeightChange]:
         h = self.hooked

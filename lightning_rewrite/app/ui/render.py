@@ -1,7 +1,8 @@
 """The interface's images: samples of the generator before and after its stack of edits, cached
-per state. An edited state is drawn from the unedited generator's kept computation up to the
-first edited layer (the engine's SharedPrefix), so after an edit only the part of the generator
-after the edited layer runs again; the images are bitwise those of a full run."""
+per state, each sample drawn alone (as ``images.draw_alone``: a sample's pixels on the page are
+those ``sample`` writes). An edited state is drawn from the unedited generator's kept computation
+up to the first edited layer (the engine's SharedPrefix), so after an edit only the part of the
+generator after the edited layer runs again; the images are bitwise those of a full run."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from ...engine.latents import LatentSampler
 from ...engine.prefix import Exhausted, SharedPrefix
 
 UNEDITED = "unedited"
-#: Pages whose kept computation is held (a page of 12 at 64 px keeps a few MB).
-KEPT_PAGES = 16
+#: Samples whose kept computation is held (16 pages of 12; a 64-px sample keeps about 0.3 MB).
+KEPT_SAMPLES = 192
 
 
 class Renderer:
@@ -31,11 +32,11 @@ class Renderer:
         self.original = copy.deepcopy(generator).eval()
         self.latents = latents
         self.state = UNEDITED
-        self.replayed = 0  # edited pages drawn from the kept computation (for tests and benchmarks)
+        self.replayed = 0  # edited samples drawn from the kept computation (for tests and benchmarks)
         self._images: dict[tuple[str, int], Tensor] = {}
         self._pngs: dict[tuple[str, int], bytes] = {}
         self._prefix: SharedPrefix | None = None  # set by changed()
-        self._kept: OrderedDict[tuple[int, ...], dict[str, list[Any]]] = OrderedDict()
+        self._kept: OrderedDict[int, dict[str, list[Any]]] = OrderedDict()
         self._same: dict[str, bool] = {}
 
     def changed(self, stack: list[Edit], layer: str) -> None:
@@ -63,34 +64,31 @@ class Renderer:
         return torch.stack([self._images[(state, i)] for i in indices])
 
     def render(self, indices: list[int], original: bool) -> None:
-        """Draw the samples of ``indices`` not drawn yet for the state, in one batch."""
+        """Draw the samples of ``indices`` not drawn yet for the state, one at a time."""
         state = self._state(original)
-        missing = [i for i in dict.fromkeys(indices) if (state, i) not in self._images]
-        if not missing:
-            return
-        z = self.latents.take(missing).to(next(self.original.parameters()).device)
-        with torch.no_grad():
-            drawn = self._unedited(missing, z) if state == UNEDITED else self._edited(missing, z)
-        for i, image in zip(missing, drawn.clamp(-1, 1).cpu()):
-            self._images[(state, i)] = image
+        device = next(self.original.parameters()).device
+        for i in [i for i in dict.fromkeys(indices) if (state, i) not in self._images]:
+            z = self.latents.take([i]).to(device)
+            with torch.no_grad():
+                drawn = self._unedited(i, z) if state == UNEDITED else self._edited(i, z)
+            self._images[(state, i)] = drawn.clamp(-1, 1).cpu()[0]
 
     def _state(self, original: bool) -> str:
         return UNEDITED if original else self.state
 
-    def _unedited(self, indices: list[int], z: Tensor) -> Tensor:
+    def _unedited(self, index: int, z: Tensor) -> Tensor:
         out, kept = self._prefix.record(self.original, z)
-        self._kept[tuple(indices)] = kept
-        while len(self._kept) > KEPT_PAGES:
+        self._kept[index] = kept
+        self._kept.move_to_end(index)
+        while len(self._kept) > KEPT_SAMPLES:
             self._kept.popitem(last=False)
         return out
 
-    def _edited(self, indices: list[int], z: Tensor) -> Tensor:
-        kept = self._kept.get(tuple(indices))
+    def _edited(self, index: int, z: Tensor) -> Tensor:
+        kept = self._kept.get(index)
         if kept is None:
-            unedited = self._unedited(indices, z)
-            for i, image in zip(indices, unedited.clamp(-1, 1).cpu()):
-                self._images.setdefault((UNEDITED, i), image)
-            kept = self._kept[tuple(indices)]
+            self._images.setdefault((UNEDITED, index), self._unedited(index, z).clamp(-1, 1).cpu()[0])
+            kept = self._kept[index]
         if self.state not in self._same:
             self._same[self.state] = bool(kept) and all(
                 SharedPrefix.same_weights(self.original.get_submodule(n), self.generator.get_submodule(n)) for n in kept)
