@@ -60,6 +60,44 @@ def test_a_second_fit_replaces_its_own_run_but_not_other_commands_results(tmp_pa
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
 
 
+def test_a_refit_names_what_the_user_put_in_its_run_directory_and_deletes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *FAST, f"out={out}"]) == 0
+    assert "edit.safetensors" in json.loads((out / MARKER).read_text())["files"]  # the manifest of what it wrote
+    (out / "my_notes.txt").write_text("mine")
+    (out / "my_analysis").mkdir()
+    (out / "my_analysis" / "a.csv").write_text("1,2")
+    capsys.readouterr()
+    for extra in ([], ["overwrite=true"]):
+        assert main(["fit", *FAST, f"out={out}", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds what lightning-rewrite did not write there (my_analysis/, my_notes.txt)" in err, err
+        assert err.count("\n") == 1
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "my_analysis" / "a.csv").read_text() == "1,2"
+    (out / "my_notes.txt").unlink()
+    (out / "my_analysis" / "a.csv").unlink()
+    (out / "my_analysis").rmdir()
+    assert main(["fit", *FAST, f"out={out / 'inner'}"]) == 0  # a run directory nested in the run
+    capsys.readouterr()
+    assert main(["fit", *FAST, f"out={out}", "overwrite=true"]) == 2
+    assert "(inner/ (a run directory of its own))" in capsys.readouterr().err
+    assert (out / "inner" / "edit.safetensors").is_file()
+
+
+def test_a_refit_keeps_the_previous_runs_wandb_offline_run(tmp_path):
+    """An offline W&B run is the user's until synced: a refit carries it into the new run
+    directory, and what ``wandb sync`` adds to it later does not block the next fit."""
+    out = tmp_path / "run"
+    wandb_fast = [a for a in FAST if a != "logger=none"] + ["logger=wandb"]
+    assert main(["fit", *wandb_fast, f"out={out}"]) == 0
+    (first,) = (out / "wandb").glob("offline-run-*")
+    (first / "synced.txt").write_text("as wandb sync marks a run")
+    assert main(["fit", *wandb_fast, f"out={out}"]) == 0
+    runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and first.name in runs
+    assert (first / "synced.txt").read_text() == "as wandb sync marks a run"
+
+
 def test_results_of_a_command_make_a_marked_run_directory(tmp_path):
     out = tmp_path / "fresh"
     assert main(["sample", "recipe=domes_to_trees", f"out={out}", "sample.n=2", "progress=false"]) == 0

@@ -53,7 +53,7 @@ def _check_outputs(command: str, cfg, out: Path) -> None:  # noqa: ANN001 - a Di
     if command == "fit":
         check_out(out, "fit", cfg.overwrite)
     elif command in SUBDIRECTORY:
-        check_out(out, command, overwrite=True)  # a run directory of the tool, or a new one
+        check_out(out, command, overwrite=True, replacing=False)  # a run directory of the tool, or a new one
         check_out(out / SUBDIRECTORY[command], command)
 
 

@@ -1,8 +1,10 @@
 """Run directories: written all at once, and only where the tool may write.
 
-Every run directory carries a marker (``.lightning_rewrite.json``: command, time, version). The
-tool replaces only a directory with that marker; an existing directory without it, or a file, is
-refused before any work. A run writes into a hidden temporary directory beside ``out`` (marked
+Every run directory carries a marker (``.lightning_rewrite.json``: command, time, version, and
+the manifest of what the run wrote). The tool replaces only a directory with that marker, and only
+while it holds nothing but what the manifest names: a file the user put there, or a run directory
+nested in it, is named in a refusal (``overwrite`` does not change that). An existing directory
+without a marker, or a file, is refused before any work. A run writes into a hidden temporary directory beside ``out`` (marked
 too, with its process id), which replaces ``out`` only when the command succeeds; a temporary
 left by a killed run is removed by the next run into the same place — only temporaries the tool
 marked, and only when their process is gone.
@@ -31,6 +33,9 @@ from ..atomic import current_umask
 from ..errors import RewriteError
 
 MARKER = ".lightning_rewrite.json"
+#: W&B's directory in a run directory: its offline runs wait there to be synced (``wandb sync``
+#: writes into them), so a replaced run's are carried into the new run directory, never deleted.
+LOGS = "wandb"
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.(tmp|old)$")
 
 
@@ -52,12 +57,61 @@ def is_run_directory(path: str | os.PathLike) -> bool:
 def other_results(path: Path, command: str) -> list[str]:
     """Subdirectories of the run directory ``path`` written by other commands than ``command``."""
     return sorted(f"{p.name}/" for p in path.iterdir()
-                  if p.is_dir() and (m := _marker(p)) is not None and m.get("command") != command)
+                  if p.is_dir() and not p.is_symlink() and (m := _marker(p)) is not None and m.get("command") != command)
 
 
-def check_out(out: str | os.PathLike, command: str, overwrite: bool = False) -> Path:
+def manifest(directory: Path) -> list[str]:
+    """What ``directory`` holds as relative POSIX paths (a directory ends in ``/``), leaving out
+    its marker and what lies inside run directories nested in it (they carry their own)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        here = Path(root).relative_to(directory)
+        for d in list(dirs):
+            if _marker(Path(root) / d) is not None and not (Path(root) / d).is_symlink():
+                dirs.remove(d)
+            else:
+                found.append(f"{(here / d).as_posix()}/")
+        found += [(here / f).as_posix() for f in files if not (here == Path(".") and f == MARKER)]
+    return sorted(found)
+
+
+def foreign(path: Path, command: str) -> list[str]:
+    """What the run directory ``path`` holds that its run did not write: entries its manifest does
+    not name (the user's), and run directories nested in it that are not another command's
+    results (those :func:`other_results` names). Empty for a marker from before manifests."""
+    marker = _marker(path) or {}
+    written = marker.get("files")
+    results = set(other_results(path, command))
+    nested = [f"{p.relative_to(path).as_posix()}/" for p in _nested_runs(path)]
+    nested = [n for n in nested if n not in results]
+    if not isinstance(written, list):
+        return nested
+    known = set(written)
+    theirs = [e for e in manifest(path) if e not in known and not e.startswith(f"{LOGS}/")]
+    top = [e for e in theirs if not any(e != o and e.startswith(o) for o in theirs if o.endswith("/"))]
+    return sorted(top + [f"{n} (a run directory of its own)" for n in nested])
+
+
+def _nested_runs(path: Path) -> list[Path]:
+    """Run directories inside ``path`` (not descending into them)."""
+    out = []
+    for root, dirs, _ in os.walk(path):
+        for d in list(dirs):
+            if _marker(Path(root) / d) is not None and not (Path(root) / d).is_symlink():
+                out.append(Path(root) / d)
+                dirs.remove(d)
+    return out
+
+
+def _listed(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def check_out(out: str | os.PathLike, command: str, overwrite: bool = False, replacing: bool = True) -> Path:
     """``out`` if the tool may write there: absent, or a run directory it wrote (holding no other
-    command's results unless ``overwrite``). Otherwise one error line; nothing is touched."""
+    command's results unless ``overwrite``, and, when ``replacing`` it, nothing its run did not
+    write). Otherwise one error line; nothing is touched."""
     target = Path(out)
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise RewriteError(f"out={os.fspath(out)} is an existing file, not a run directory; "
@@ -66,8 +120,13 @@ def check_out(out: str | os.PathLike, command: str, overwrite: bool = False) -> 
         if _marker(target) is None:
             raise RewriteError(f"out={os.fspath(out)} is an existing directory that lightning-rewrite did not write "
                                f"(it has no {MARKER}); give out= a new directory, the tool never replaces what it did not write")
+        theirs = foreign(target, command) if replacing else []
+        if theirs:
+            raise RewriteError(f"out={os.fspath(out)} holds what lightning-rewrite did not write there "
+                               f"({_listed(theirs)}); move it out, or give another out= (the tool never deletes "
+                               "what it did not write, overwrite=true included)")
         kept = other_results(target, command)
-        if kept and not overwrite:
+        if kept and not overwrite and replacing:
             raise RewriteError(f"out={os.fspath(out)} holds results of other commands ({', '.join(kept)}) that a new "
                                f"{command} would delete; give overwrite=true to replace them, or another out=")
     parent = _existing_ancestor(target.parent)
@@ -117,9 +176,12 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     return removed
 
 
-def write_marker(directory: Path, command: str, temporary: bool = False) -> None:
+def write_marker(directory: Path, command: str, temporary: bool = False, files: list[str] | None = None) -> None:
+    """The marker; ``files``: the manifest of what the run wrote (a finished run directory)."""
     record = {"tool": "lightning-rewrite", "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "pid": os.getpid(), "host": socket.gethostname(), "temporary": temporary}
+    if files is not None:
+        record["files"] = files
     from ..version import __version__
 
     record["version"] = __version__
@@ -133,7 +195,7 @@ def claim_directory(out: str | os.PathLike, command: str, legacy: tuple[str, ...
     target = Path(out).expanduser()
     if target.is_dir() and _marker(target) is None and legacy and all((target / f).is_file() for f in legacy):
         write_marker(target, command)
-    target = check_out(target, command, overwrite=True)
+    target = check_out(target, command, overwrite=True, replacing=False)
     try:
         target.mkdir(parents=True, exist_ok=True)
         if _marker(target) is None:
@@ -164,15 +226,17 @@ def run_directory(out: str | os.PathLike, command: str, overwrite: bool = False,
         write_marker(tmp, command, temporary=True)
         yield tmp
         check_out(target, command, overwrite)  # a directory that appeared meanwhile is not replaced either
-        write_marker(tmp, command)
+        write_marker(tmp, command, files=manifest(tmp))
         os.chmod(tmp, 0o777 & ~current_umask())
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             write_marker(old, command, temporary=True)
             os.replace(target, old / target.name)
         os.replace(tmp, target)
+        if old is not None:
+            _carry_logs(old / target.name, target)
         if nested and created:
-            write_marker(target.parent, command)
+            write_marker(target.parent, command, files=manifest(target.parent))
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -183,6 +247,18 @@ def run_directory(out: str | os.PathLike, command: str, overwrite: bool = False,
         if nested and created and target.parent.is_dir() and not any(target.parent.iterdir()):
             target.parent.rmdir()
         raise
+
+
+def _carry_logs(previous: Path, new: Path) -> None:
+    """The previous run's W&B runs into the new run directory's ``wandb/`` (renames on one file
+    system): an offline run not yet synced is the user's to upload or remove."""
+    runs = previous / LOGS
+    if not runs.is_dir() or runs.is_symlink():
+        return
+    (new / LOGS).mkdir(exist_ok=True)
+    for child in runs.iterdir():
+        if not (new / LOGS / child.name).exists():
+            os.replace(child, new / LOGS / child.name)
 
 
 def check_export(path: str | os.PathLike) -> Path:

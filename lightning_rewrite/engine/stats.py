@@ -64,6 +64,16 @@ def collect_second_moment(
     return moment
 
 
+def _checksum(state: dict[str, Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes (what a cache read must get back)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass
 class Statistics:
     """What the service answered: the moment, whether it was ``"computed"`` or read from the
@@ -78,8 +88,9 @@ class KeyStatistics:
     """C over ``samples`` latents, cached under ``cache_dir`` (``None``: the default, ``False``:
     no cache), keyed by a fingerprint of the weights that feed the layer, the layer name, the
     latent sampler, the model's truncation, ``samples``, the key dtype, the products' precision
-    (``"float32"``, or ``"float64"``: bitwise as version 0.1) and the package version. A stale or
-    unreadable cache is rebuilt (and said so)."""
+    (``"float32"``, or ``"float64"``: bitwise as version 0.1) and the package version. The file
+    records a sha256 of its tensors and the latents it streamed over, checked on every read: a
+    stale, unreadable or damaged cache is rebuilt (and said so), never used."""
 
     def __init__(self, samples: int = 1000, batch_size: int = 16, cache_dir: str | os.PathLike | bool | None = None,
                  progress: bool = True, products: str = "float32") -> None:
@@ -115,8 +126,15 @@ class KeyStatistics:
                 if meta.get("key") != digest:
                     log.warning("key statistics cache %s belongs to other settings; rebuilding it", path)
                     return None
-                moment = SecondMoment().load_state_dict({"sum": f.get_tensor("sum"), "count": f.get_tensor("count")})
-            if moment.dim != dim or moment.count <= 0 or not torch.isfinite(moment.sum).all():
+                state = {"sum": f.get_tensor("sum"), "count": f.get_tensor("count")}
+            if "sha256" not in meta:
+                log.warning("key statistics cache %s has no checksum (an older version wrote it); rebuilding it", path)
+                return None
+            if meta["sha256"] != _checksum(state) or meta.get("samples") != str(self.samples):
+                log.warning("key statistics cache %s does not match its checksum (the file is damaged); rebuilding it", path)
+                return None
+            moment = SecondMoment().load_state_dict(state)
+            if moment.dim != dim or moment.count <= 0 or moment.count % self.samples or not torch.isfinite(moment.sum).all():
                 raise ValueError("wrong shape, count or values")
             return moment
         except Exception as e:  # noqa: BLE001 - any unreadable file is rebuilt
@@ -145,8 +163,10 @@ class KeyStatistics:
             count = torch.tensor(float(moment.count), dtype=torch.float64, device=moment.sum.device)
             moment.sum, moment.count = reduce(moment.sum.clone()), int(round(reduce(count).item()))
         if path and rank == 0:
+            state = moment.state_dict()
             with atomic_path(path) as tmp:
-                save_file(moment.state_dict(), str(tmp), metadata={"key": digest, "settings": json.dumps(desc, sort_keys=True)})
+                save_file(state, str(tmp), metadata={"key": digest, "settings": json.dumps(desc, sort_keys=True),
+                                                     "sha256": _checksum(state), "samples": str(self.samples)})
         log.info("key statistics of %s computed over %d samples (%d keys)%s", hooked.name, self.samples, moment.count,
                  f", cached at {path}" if path else " (not cached)")
         return Statistics(moment, "computed", path)
