@@ -2,6 +2,9 @@
 
 import sys
 
-from .app.cli import main
+try:
+    from .app.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the libraries import: nothing was started
+    sys.exit(130)
 
 sys.exit(main())

@@ -258,7 +258,7 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["fit", "recipe=castles"], "unknown recipe 'castles'; recipes: domes_to_spires"),
     (["fit"], "this command needs recipe=NAME; recipes:"),
-    (["fit", "recipe=domes_to_trees", "edit.rnk=2"], "unknown key 'edit.rnk'; valid keys: recipe,"),
+    (["fit", "recipe=domes_to_trees", "edit.rnk=2"], "unknown key 'edit.rnk'; did you mean 'edit.rank'"),
     (["fit", "recipe=domes_to_trees", "edit.rank=0"], "edit.rank must be ≥ 1, got 0"),
     (["fit", "recipe=domes_to_trees", "edit.rank=two"], "bad configuration: Value 'two' of type 'str'"),
     (["fit", "recipe=domes_to_trees", "edit.layer=layer99"], "layer99"),

@@ -212,3 +212,29 @@ def test_the_previous_run_is_never_left_in_a_temporary(tmp_path, monkeypatch):
     _dead_marker(tmp_path / ".run.elsewhere.tmp", host="another-machine")
     assert remove_stale_temporaries(target) == [tmp_path / ".run.k1ll3d.old"]
     assert (target / "edit.json").read_text() == "first" and (tmp_path / ".run.elsewhere.tmp").is_dir()
+
+
+def test_a_second_writer_is_refused_and_ctrl_c_leaves_one_line_and_nothing_written(tmp_path, capsys):
+    """While a fit runs into out=, another command into the same out= is refused naming it; a
+    Ctrl-C then stops the first with one line and exit 130, leaving no directory and no temporary."""
+    out = tmp_path / "run"
+    env = {**os.environ, "LIGHTNING_REWRITE_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_rewrite", "fit", "recipe=domes_to_trees", f"out={out}",
+                             "stats.samples=20000", "progress=false", "logger=none"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".run.*.tmp")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert list(tmp_path.glob(".run.*.tmp")), "the fit never started writing"
+        assert main(["fit", *FAST, f"out={out}"]) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by another lightning-rewrite fit (pid {proc.pid}" in err and err.count("\n") == 1
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr and lines[-1].startswith("interrupted: fit stopped"), stderr[-2000:]
+    assert not out.exists() and not list(tmp_path.glob(".run.*"))

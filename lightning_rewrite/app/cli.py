@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
 from rich.console import Console
+from rich.markup import escape
 
-from ..errors import RewriteError
+from ..errors import RewriteError, shortened
+
+#: The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 #: Recipe commands (they read a RunConfig) and what each does.
 RECIPE_COMMANDS = {
@@ -99,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        console.print(f"[red]error:[/red] unknown command {command!r}; valid commands: {', '.join(COMMANDS)}",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] unknown command {escape(repr(shortened(command, 60)))}; valid commands: "
+                      f"{', '.join(COMMANDS)}", highlight=False, soft_wrap=True)
         return 2
     if any(a in ("-h", "--help") for a in rest):
         Console().print(_usage(command), highlight=False, soft_wrap=True, markup=False)
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from .quiet import quiet_libraries
 
+    ctrl_c.install()
     try:
         with quiet_libraries():
             if command in WORLD_COMMANDS:
@@ -117,6 +124,46 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 _run_recipe(command, rest)
     except RewriteError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)  # user text is not markup
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(console, command)
+    except SystemExit as e:
+        if e.code == 1 and ctrl_c.pressed:  # Lightning answers Ctrl-C inside a Trainer with its own exit(1)
+            return _interrupted(console, command)
+        raise
+    finally:
+        ctrl_c.restore()
     return 0
+
+
+class _CtrlC:
+    """Remembers a Ctrl-C (SIGINT) while a command runs, and raises KeyboardInterrupt as Python
+    does: Lightning turns it into ``exit(1)``, which the command line then reports as interrupted."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous = None
+
+    def install(self) -> None:
+        self.pressed = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+ctrl_c = _CtrlC()
+
+
+def _interrupted(console: Console, command: str) -> int:
+    console.print(f"[red]interrupted:[/red] {command} stopped; nothing it was writing was kept, and what was there "
+                  "before (a previous run directory, the statistics cache) is intact", highlight=False, soft_wrap=True)
+    return INTERRUPTED

@@ -6,15 +6,17 @@ wrong type, is an error. Recipe commands (``fit``, ``test``, ``sample``, ``selec
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import RewriteError
+from ..errors import RewriteError, shortened
 from ..limits import MAX_SAMPLES
 from ..vocabulary import (ACCELERATORS, DEFAULT_LR, KINDS, LOGGERS, LOSSES, METHODS, PARAMETRIZATIONS, PERCEPTUAL,
                           PRODUCTS, SCHEDULES, SOLVERS, choices)
@@ -232,8 +234,11 @@ def field_defaults() -> dict[str, Any]:
     return flat
 
 
-def _omegaconf_message(e: OmegaConfBaseException) -> str:
-    return str(e).strip().splitlines()[0]
+def _omegaconf_message(e: Exception) -> str:
+    """The first line of OmegaConf's message, led by the key it concerns."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    key = getattr(e, "full_key", None)
+    return shortened(f"{key}: {first}" if key else first, 160)
 
 
 #: Keys whose value is a list: a bare value (model.edits=a.safetensors) means a list of one.
@@ -247,18 +252,51 @@ def _as_list(item: str, keys: tuple[str, ...]) -> str:
     return item
 
 
+def unknown_key(key: str, valid: list[str], where: str = "") -> RewriteError:
+    """One line for an unknown key: the nearest valid keys, and the keys of its section."""
+    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    section = key.rpartition(".")[0]
+    same = [k for k in valid if section and k.startswith(section + ".")]
+    hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else (
+        f"{section}'s keys: {', '.join(same)}" if same else "python -m lightning_rewrite --help lists every key")
+    return RewriteError(f"unknown key {shortened(key, 60)!r}{where}; {hint}")
+
+
+#: Keys naming a place to write or a file to read with a default when not given: an empty value is a mistake.
+PATH_KEYS = ("out", "export", "init")
+
+
+def dotlist(overrides: list[str], example: str) -> DictConfig:
+    """``key=value`` items as a config, each value read as YAML; a value YAML cannot read or an
+    interpolation (``${…}``, which would read other keys or the environment) is one line."""
+    for item in overrides:
+        if "=" not in item:
+            raise RewriteError(f"argument {shortened(item, 60)!r} is not key=value (e.g. {example})")
+        key, _, value = item.partition("=")
+        if key in PATH_KEYS and not value.strip():
+            raise RewriteError(f"{key}= is empty; give a path, or leave {key}= out for its default")
+        if "${" in value:
+            raise RewriteError(f"{key}: values may not hold ${{…}} interpolations, got {shortened(value, 60)!r}; "
+                               "give the value itself")
+        try:
+            OmegaConf.from_dotlist([item])
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            example = f" (e.g. {key}='{value}')" if len(value) <= 40 else ""
+            raise RewriteError(f"{key}={shortened(value, 60)} is not a value YAML can read ({shortened(reason, 80)}); "
+                               f"quote it as a string{example}") from None
+    return OmegaConf.from_dotlist(overrides)
+
+
 def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig:
     """The recipe's YAML over the schema's defaults, then the ``key=value`` overrides."""
     fields = field_defaults()
-    valid = ", ".join(fields)
     for item in overrides:
-        if "=" not in item:
-            raise RewriteError(f"argument {item!r} is not key=value (e.g. recipe=domes_to_trees edit.rank=2)")
         key = item.split("=", 1)[0].lstrip("+")
-        if key not in fields and not key.startswith("needs."):
-            raise RewriteError(f"unknown key {key!r}; valid keys: {valid}")
+        if "=" in item and key not in fields and not key.startswith("needs."):
+            raise unknown_key(key, list(fields))
     overrides = [_as_list(item, LIST_KEYS) for item in overrides]
-    cli = OmegaConf.from_dotlist(overrides)
+    cli = dotlist(overrides, "recipe=domes_to_trees edit.rank=2")
     schema = OmegaConf.structured(RunConfig)
     name = cli.get("recipe")
     if name is None:
@@ -266,11 +304,11 @@ def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig
             raise RewriteError(f"this command needs recipe=NAME; recipes: {', '.join(recipe_names())}")
         name = "domes_to_trees"
     if name not in recipe_names():
-        raise RewriteError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
+        raise RewriteError(f"unknown recipe {shortened(name, 60)!r}; recipes: {', '.join(recipe_names())}")
     recipe = OmegaConf.load(recipes_dir() / f"{name}.yaml")
     try:
         cfg = OmegaConf.merge(schema, recipe, {"recipe": name}, cli)
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, ValueError) as e:
         raise RewriteError(f"bad configuration: {_omegaconf_message(e)}") from None
     official_schedule(cfg, {item.split("=", 1)[0].lstrip("+") for item in overrides} | _keys(recipe))
     validate(cfg)
@@ -311,7 +349,8 @@ class SegmenterConfig:
     steps: int = setting(1500, "optimiser steps")
     batch_size: int = setting(32, "renders per step")
     seed: int = setting(0, "seed of the weights and the render stream")
-    export: Optional[str] = setting(None, "where the weights go (default the shipped file)")
+    export: Optional[str] = setting(None, "where the weights go (default runs/segmenter/<world>_segmenter.safetensors; "
+                                          "the shipped file only when named)")
     progress: bool = setting(True, "show a progress bar")
     init: Optional[str] = setting(None, "weights to fine-tune from: a path, or 'shipped'")
     lr: float = setting(3e-3, "the one-cycle schedule's peak rate")
@@ -324,18 +363,52 @@ WORLD_SCHEMAS: dict[str, type] = {"pretrain": PretrainConfig, "segmenter": Segme
 def load_world_config(command: str, overrides: list[str]) -> dict[str, Any]:
     """A world command's settings: its schema's defaults, then the ``key=value`` overrides."""
     schema = WORLD_SCHEMAS[command]
-    valid = ", ".join(f.name for f in fields(schema))
+    names = [f.name for f in fields(schema)]
     for item in overrides:
-        if "=" not in item:
-            raise RewriteError(f"argument {item!r} is not key=value; valid keys for {command}: {valid}")
         key = item.split("=", 1)[0]
-        if key not in {f.name for f in fields(schema)}:
-            raise RewriteError(f"unknown key {key!r} for {command}; valid keys: {valid}")
+        if "=" in item and key not in names:
+            raise unknown_key(key, names, f" for {command}")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as e:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), dotlist(overrides, f"world=churches {'iterations=2000' if command == 'pretrain' else 'steps=500'}"))
+    except (OmegaConfBaseException, ValueError) as e:
         raise RewriteError(f"bad {command} setting: {_omegaconf_message(e)}") from None
-    return OmegaConf.to_container(cfg)
+    settings = OmegaConf.to_container(cfg)
+    for ok, message in WORLD_CHECKS[command](settings):
+        if not ok:
+            raise RewriteError(message)
+    for key in ("out", "export", "init"):
+        if key in settings and settings[key] is not None:
+            check_path_text(settings[key], key)
+    return settings
+
+
+def _world_checks_pretrain(c: dict[str, Any]) -> list[tuple[bool, str]]:
+    return [(c["iterations"] >= 1, f"iterations must be ≥ 1, got {c['iterations']}"),
+            (c["batch_size"] >= 1, f"batch_size must be ≥ 1, got {c['batch_size']}"),
+            (c["sample_every"] >= 1 and c["checkpoint_every"] >= 1,
+             f"sample_every and checkpoint_every must be ≥ 1, got {c['sample_every']} and {c['checkpoint_every']}"),
+            (c["lr"] > 0, f"lr must be > 0, got {c['lr']}"),
+            (c["blur"] >= 0, f"blur must be ≥ 0, got {c['blur']}")]
+
+
+def _world_checks_segmenter(c: dict[str, Any]) -> list[tuple[bool, str]]:
+    return [(c["steps"] >= 1, f"steps must be ≥ 1, got {c['steps']}"),
+            (c["batch_size"] >= 1, f"batch_size must be ≥ 1, got {c['batch_size']}"),
+            (c["lr"] > 0, f"lr must be > 0, got {c['lr']}")]
+
+
+#: Each world command's value checks (the schema checks types).
+WORLD_CHECKS = {"pretrain": _world_checks_pretrain, "segmenter": _world_checks_segmenter}
+
+
+def check_path_text(text: str, key: str) -> None:
+    """A path given as a value: not empty, no component longer than a file name may be."""
+    if not str(text).strip():
+        raise RewriteError(f"{key}= is empty; give a path (or leave {key} out for its default)")
+    longest = max((len(part.encode()) for part in Path(str(text)).parts), default=0)
+    if longest > 255 or len(str(text).encode()) > 4096:
+        raise RewriteError(f"{key}= is too long ({len(str(text)):,} characters; a file name holds at most 255 bytes "
+                           "and a path 4,096); give a shorter path")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -387,10 +460,35 @@ def validate(cfg: DictConfig) -> None:
         (cfg.ui.max_upload_mb >= 1, f"ui.max_upload_mb must be ≥ 1, got {cfg.ui.max_upload_mb}"),
         (cfg.model.world is not None or cfg.model.checkpoint is not None,
          "give model.checkpoint=PATH or model.world=NAME (churches, faces, kitchens)"),
+        (str(cfg.trainer.precision) in PRECISIONS,
+         f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {shortened(cfg.trainer.precision, 40)!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise RewriteError(message)
+    if cfg.trainer.strategy not in COMMON_STRATEGIES and cfg.trainer.strategy not in strategies():
+        raise RewriteError(f"trainer.strategy must be one of {', '.join(COMMON_STRATEGIES)} or another of Lightning's "
+                           f"registered strategies, got {shortened(cfg.trainer.strategy, 40)!r}")
+    for key in ("out", "model.checkpoint", "edit.request"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            check_path_text(value, key)
+
+
+#: Lightning's precision names (``trainer.precision``).
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")
+
+
+#: The strategies a user of these commands names most (checked without importing Lightning).
+COMMON_STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp", "deepspeed", "single_device")
+
+
+def strategies() -> list[str]:
+    """Lightning's strategy names (``trainer.strategy``)."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    return ["auto", *StrategyRegistry.available_strategies()]
 
 
 def _units_ok(units: Any) -> bool:

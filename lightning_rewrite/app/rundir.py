@@ -108,11 +108,34 @@ def _listed(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def other_writers(target: Path) -> list[dict]:
+    """The markers of runs of this tool on this machine, other than this process, writing
+    ``target`` now (their temporaries beside it, whose process is alive)."""
+    found = []
+    if not target.parent.is_dir():
+        return found
+    for p in target.parent.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if not (m and m["name"] == target.name and p.name.endswith(".tmp") and p.is_dir() and not p.is_symlink()):
+            continue
+        marker = _marker(p)
+        if (marker and marker.get("temporary") and marker.get("pid") != os.getpid() and _alive(marker.get("pid"))
+                and marker.get("host", socket.gethostname()) == socket.gethostname()):
+            found.append(marker)
+    return found
+
+
 def check_out(out: str | os.PathLike, command: str, overwrite: bool = False, replacing: bool = True) -> Path:
     """``out`` if the tool may write there: absent, or a run directory it wrote (holding no other
     command's results unless ``overwrite``, and, when ``replacing`` it, nothing its run did not
-    write). Otherwise one error line; nothing is touched."""
+    write), and no other run of the tool writing it now. Otherwise one error line; nothing is
+    touched."""
     target = Path(out)
+    busy = other_writers(target) if replacing else []
+    if busy:
+        raise RewriteError(f"out={os.fspath(out)} is being written by another lightning-rewrite {busy[0].get('command')} "
+                           f"(pid {busy[0].get('pid')}, started {busy[0].get('time')}); wait for it to finish, or give "
+                           "another out=")
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise RewriteError(f"out={os.fspath(out)} is an existing file, not a run directory; "
                            "give out= a new directory (the tool never replaces what it did not write)")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from . import memory
 from ..atomic import atomic_path, write_text
 from ..errors import RewriteError
+from ..paths import existing_file
 from .fingerprint import module_fingerprint
 
 FORMAT = "lightning-rewrite-edit/1"
@@ -123,8 +124,7 @@ class Edit:
         p = Path(path)
         if p.suffix == ".json":
             p = p.with_suffix(".safetensors")
-        if not p.is_file():
-            raise RewriteError(f"edit file {os.fspath(path)!r} does not exist; give the edit.safetensors a fit run wrote")
+        p = existing_file(p, "edit file", "the edit.safetensors a fit run wrote")
         return cls.from_bytes(p.read_bytes(), p.name)
 
     @classmethod

@@ -8,7 +8,6 @@ import binascii
 import io
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import RewriteError
+from ..paths import existing_file
 
 _DATA_URL = re.compile(r"^data:image/[a-z]+;base64,")
 
@@ -51,9 +51,7 @@ def load_mask(source: Tensor | np.ndarray | str | os.PathLike, what: str = "mask
         except Exception:  # noqa: BLE001 - PIL raises several types
             raise RewriteError(f"{what}: the data URL does not hold a readable PNG image") from None
     else:
-        path = Path(text)
-        if not path.is_file():
-            raise RewriteError(f"{what} file {text!r} does not exist; give a PNG path, a PNG data URL or a tensor")
+        path = existing_file(text, f"{what} file", "a PNG path, a PNG data URL or a tensor")
         try:
             image = Image.open(path)
             image.load()

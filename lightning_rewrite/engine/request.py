@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence, Union
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor
 
 from ..atomic import write_text
 from ..errors import RewriteError
+from ..paths import existing_file
 from ..vocabulary import KINDS
 from .masks import decode_data_url, load_mask, mask_to_data_url, resize_mask
 
@@ -205,9 +205,7 @@ class EditRequest:
         (per sample: a window intervention and the region whose values swap)."""
         text = os.fspath(source)
         if not text.lstrip().startswith("{"):
-            path = Path(text)
-            if not path.is_file():
-                raise RewriteError(f"edit request file {text!r} does not exist")
+            path = existing_file(text, "edit request file", "an official edit JSON file or one a fit run wrote (request.json)")
             try:
                 text = path.read_bytes().decode("utf-8")
             except UnicodeDecodeError:

@@ -25,14 +25,13 @@ from ..errors import RewriteError
 from .nvidia import generator_holder, read_nvidia_pickle, stylegan2_from_nvidia
 from .proggan import ProgressiveGenerator, from_old_layout, output_name_of, proggan_sizes
 from .stylegan2 import StyleGAN2Generator
+from ..paths import existing_file
 
 
 def read_state(path: str | os.PathLike) -> dict:
     """The contents of a checkpoint file, without executing pickled code (an NVIDIA pickle comes
     back as ``{"nvidia": contents}``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise RewriteError(f"checkpoint {os.fspath(path)!r} does not exist; give the path of a .pt, .pth, .pkl or .safetensors file")
+    p = existing_file(path, "checkpoint", "the path of a .pt, .pth, .pkl or .safetensors file")
     if p.stat().st_size == 0:
         raise RewriteError(f"checkpoint {p.name} is empty (0 bytes); give a .pt, .pth, .pkl or .safetensors file")
     if p.suffix == ".safetensors":

@@ -5,6 +5,7 @@ what scores every edited generator's images."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from pathlib import Path
@@ -12,11 +13,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.progress import Progress
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..atomic import atomic_path, write_text
 from ..errors import RewriteError
+from ..paths import existing_file
 from .registry import get_world
 
 log = logging.getLogger(__name__)
@@ -195,11 +197,16 @@ def train_segmenter(world: str, steps: int = 1500, batch_size: int = 32, seed: i
 
 def load_segmenter(world: str, path: str | Path | None = None) -> Segmenter:
     """The shipped segmenter of ``world`` (or one at ``path``)."""
+    from ..models.loading import load_checked, read_state
+
     w = get_world(world)
     p = Path(path) if path else w.weights("segmenter")
-    if not p.is_file():
+    if not path and not p.is_file():
         raise RewriteError(f"no segmenter for {world!r} at {p}; train one with "
                            f"`python -m lightning_rewrite segmenter world={world}`")
+    p = existing_file(p, "segmenter weights", "a .safetensors file a segmenter run exported")
+    if p.suffix != ".safetensors":
+        raise RewriteError(f"segmenter weights {os.fspath(p)!r} must be a .safetensors file (a segmenter run exports one)")
     model = Segmenter(len(w.classes))
-    model.load_state_dict(load_file(str(p)))
+    load_checked(model, read_state(p))  # the checkpoints' safe reader: one line for a damaged or foreign file
     return model.eval()
