@@ -44,9 +44,8 @@ from lightning_rewrite.app.stats import key_statistics
 from lightning_rewrite.callbacks import ProjectedOptimizer
 from lightning_rewrite.engine.methods import Method, masked_loss
 from lightning_rewrite.models import StyleGAN2Generator
-from report import machine, report  # benchmarks/report.py
+from report import machine, output, output_arguments, report  # benchmarks/report.py
 
-RESULTS = Path(__file__).parent / "results"
 CASES = {"a": "churches domes_to_trees, layer 6", "b": "faces smile, layer 8",
          "c": "256-px StyleGAN2 (random weights), copy at layer 8"}
 
@@ -184,8 +183,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="latents of the key statistics")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # run one case here, write its JSON to --json
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=RESULTS / "edit_speed.json")
+    output_arguments(parser, "edit_speed.json")
     args = parser.parse_args()
+    args.out = output(args, "edit_speed.json")
     if args.case:
         with tempfile.TemporaryDirectory() as directory, quiet_libraries():
             args.json.write_text(json.dumps(case(args.case, args.samples, Path(directory))))

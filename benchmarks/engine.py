@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import pytorch_lightning as pl
 
 from lightning_rewrite import HookedLayer, LatentSampler, RewriteModule
 from lightning_rewrite.engine.stats import collect_second_moment
 from lightning_rewrite.models.blocks import BlocksGenerator, domes_to_trees
-from report import machine, report  # benchmarks/report.py
+from report import machine, output, output_arguments, report  # benchmarks/report.py
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=2001)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engine.json")
+    output_arguments(parser, "engine.json")
     args = parser.parse_args()
+    args.out = output(args, "engine.json")
     generator = BlocksGenerator().eval()
     hooked = HookedLayer(generator, "layer3.0")
 

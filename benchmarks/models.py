@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
 from lightning_rewrite import HookedLayer, LatentSampler
 from lightning_rewrite.engine.stats import collect_second_moment
 from lightning_rewrite.models import StyleGAN2Generator
-from report import machine, report  # benchmarks/report.py
+from report import machine, output, output_arguments, report  # benchmarks/report.py
 
 
 def images_per_second(model: StyleGAN2Generator, z: torch.Tensor, repeats: int) -> float:
@@ -34,8 +33,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
+    output_arguments(parser, "models.json")
     args = parser.parse_args()
+    args.out = output(args, "models.json")
     torch.manual_seed(0)
     model = StyleGAN2Generator(256, 512, 8, channel_multiplier=2).eval()
     z = LatentSampler(512).take(range(args.batch))

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import machine
+from report import machine, output, output_arguments
 
 from lightning_rewrite.app.config import load_config
 from lightning_rewrite.app.test import test
@@ -146,8 +146,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--recipes", nargs="+", default=list(METHODS))
     parser.add_argument("--methods", nargs="+", help="only these methods' rows (default: every applicable one)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    output_arguments(parser, "")
     args = parser.parse_args()
+    args.out = output(args, "")
     stored = args.out / "paper_tables.json"
     results: dict = json.loads(stored.read_text())["results"] if stored.is_file() else {}
     if stored.is_file() and json.loads(stored.read_text())["n"] != args.n:

@@ -1,7 +1,10 @@
-"""Shared output of the benchmark scripts: machine facts, a rich table and a JSON file."""
+"""Shared output of the benchmark scripts: machine facts, a rich table and a JSON file, written
+under ``runs/benchmarks/`` unless ``--update`` asks for ``benchmarks/results/`` (the files the
+README quotes: a user's run never rewrites them)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import resource
@@ -12,6 +15,24 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_rewrite import __version__
+
+
+RESULTS = Path(__file__).parent / "results"
+#: Where a benchmark writes unless ``--update`` (relative to the working directory).
+SCRATCH = Path("runs") / "benchmarks"
+
+
+def output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` and ``--update`` for a script whose output is ``name`` (a file or a directory)."""
+    parser.add_argument("--out", type=Path, help=f"where to write (default {SCRATCH / name}; with --update "
+                                                 f"benchmarks/results/{name})")
+    parser.add_argument("--update", action="store_true",
+                        help="write benchmarks/results/, the numbers the README quotes (a developer's re-run)")
+
+
+def output(args: argparse.Namespace, name: str) -> Path:
+    """The path ``--out`` names, else ``name`` under ``benchmarks/results/`` (``--update``) or ``runs/benchmarks/``."""
+    return args.out if args.out is not None else (RESULTS if args.update else SCRATCH) / name
 
 
 def machine() -> dict:

@@ -24,9 +24,8 @@ from lightning_rewrite.app.config import load_config
 from lightning_rewrite.app.quiet import quiet_libraries
 from lightning_rewrite.app.ui.server import bind, server_for
 from lightning_rewrite.app.ui.session import Session
-from report import machine, report  # benchmarks/report.py
+from report import machine, output, output_arguments, report  # benchmarks/report.py
 
-RESULTS = Path(__file__).parent / "results"
 STORED = Path(__file__).parents[1] / "recipes" / "requests" / "domes_to_trees.json"
 BARS = {"page_load_s": 2.0, "execute_to_grid_s": 5.0, "search_1000_s": 5.0}
 
@@ -43,6 +42,7 @@ def serve(root: Path) -> tuple[Session, str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    output_arguments(parser, "ui.json")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -88,7 +88,7 @@ def main() -> None:
         result[f"{key}_met"] = result[key] <= BARS[key]
     result["edit_seconds_server"] = edit_seconds
     result.update(machine())
-    report(result, "ui: headless Chromium against the interface", RESULTS / "ui.json")
+    report(result, "ui: headless Chromium against the interface", output(args, "ui.json"))
 
 
 if __name__ == "__main__":

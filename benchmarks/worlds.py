@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_rewrite import RewriteError, RewriteModule
+from report import output, output_arguments  # benchmarks/report.py
 from lightning_rewrite.engine import images as pictures
 from lightning_rewrite.callbacks import KeyCovariance
 from lightning_rewrite.models import load_generator
@@ -90,11 +91,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--worlds", nargs="+", default=["churches", "faces", "kitchens"])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    output_arguments(parser, "")
     parser.add_argument("--generator", type=Path, help="measure this generator file instead of the shipped one "
                                                         "(with a single --worlds entry)")
     parser.add_argument("--no-edit", action="store_true", help="skip the dome→tree edit")
     args = parser.parse_args()
+    args.out = output(args, "")
     if args.generator and len(args.worlds) != 1:
         parser.error("--generator needs exactly one --worlds entry")
     args.out.mkdir(parents=True, exist_ok=True)

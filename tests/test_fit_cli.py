@@ -260,7 +260,7 @@ def test_a_bad_request_file_is_refused(case, church_fit, tmp_path, capsys):
     (["fit"], "this command needs recipe=NAME; recipes:"),
     (["fit", "recipe=domes_to_trees", "edit.rnk=2"], "unknown key 'edit.rnk'; did you mean 'edit.rank'"),
     (["fit", "recipe=domes_to_trees", "edit.rank=0"], "edit.rank must be ≥ 1, got 0"),
-    (["fit", "recipe=domes_to_trees", "edit.rank=two"], "bad configuration: Value 'two' of type 'str'"),
+    (["fit", "recipe=domes_to_trees", "edit.rank=two"], "bad configuration: edit.rank: Value 'two' of type 'str'"),
     (["fit", "recipe=domes_to_trees", "edit.layer=layer99"], "layer99"),
     (["fit", "recipe=domes_to_trees", "edit.method=dissect"], "edit.method=dissect zeroes units for an erase recipe"),
     (["fit", "recipe=domes_to_trees", "edit.method=finetune"], "edit.method must be one of rank_s, full_layer"),

@@ -62,14 +62,15 @@ def _malformed(places: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
         "paths": [(f"model.checkpoint={places['dir']}", "is a directory"),
                   (f"model.checkpoint={places['loop']}", "is a symlink loop"),
                   (f"model.checkpoint={places['evil']}", "posix.system"),
-                  ("out=", "out= is empty"), (f"out={places['dir']}", "did not write")],
+                  ("out=", "out= is empty"), (f"out={places['dir']}", "did not write"),
+                  ("out=~", f"out={Path.home()} is an existing directory")],
     }
 
 
 WORLD_VALUES = [("iterations=-1", "iterations must be ≥ 1"), ("steps=0", "steps must be ≥ 1"),
                 ("batch_size=0", "batch_size must be ≥ 1"), ("lr=-1", "lr must be > 0"), ("world=[x", "YAML"),
                 ("world=${oc.env:HOME}", "interpolations"), ("world=dömé", "unknown world"), ("wrld=churches", "did you mean"),
-                ("init=loop.pt", "symlink loop"), ("init=evil.pt", "must be a .safetensors file"), ("out=", "out= is empty"),
+                ("init=loop.pt", "symlink loop"), ("out=~", "did not write"), ("init=evil.pt", "must be a .safetensors file"), ("out=", "out= is empty"),
                 ("export=", "export= is empty"), ("export=my_work/thesis.tex", "must name a .safetensors file")]
 #: Keys one world command has and the other has not: those values go only to the command that has the key.
 ONLY = {"iterations": "pretrain", "out": "pretrain", "steps": "segmenter", "init": "segmenter"}

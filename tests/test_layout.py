@@ -11,8 +11,9 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "lightning_rewrite"
-#: Top-level modules every layer may use: they import nothing of the package.
-LEAVES = {"errors", "atomic", "limits", "version", "vocabulary"}
+#: Top-level modules every layer may use: they import nothing of the package (``paths`` only
+#: ``errors``, itself a leaf).
+LEAVES = {"errors", "atomic", "limits", "version", "vocabulary", "paths"}
 
 
 def imports(path: Path, package: str) -> set[str]:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +180,17 @@ def test_world_commands_write_only_where_they_wrote_before(tmp_path, capsys):
     assert "was not exported by lightning-rewrite" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["data.csv"] and weights.read_bytes() == b"someone else's weights"
     assert not (tmp_path / "new").exists()
+
+
+def test_segmenter_never_writes_the_installed_packages_weights_by_default(tmp_path, monkeypatch):
+    """The shipped segmenter is replaced only when export= names it; by default the weights go to runs/."""
+    import lightning_rewrite.app.segmenter as command
+
+    monkeypatch.chdir(tmp_path)
+    asked = {}
+    monkeypatch.setattr(command, "train_segmenter", lambda **cfg: asked.update(cfg))
+    assert main(["segmenter", "world=faces", "steps=1"]) == 0
+    assert Path(asked["export"]) == Path("runs/segmenter/faces_segmenter.safetensors")
 
 
 def _dead_marker(directory, **extra) -> None:

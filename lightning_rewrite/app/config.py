@@ -285,7 +285,12 @@ def dotlist(overrides: list[str], example: str) -> DictConfig:
             example = f" (e.g. {key}='{value}')" if len(value) <= 40 else ""
             raise RewriteError(f"{key}={shortened(value, 60)} is not a value YAML can read ({shortened(reason, 80)}); "
                                f"quote it as a string{example}") from None
-    return OmegaConf.from_dotlist(overrides)
+    conf = OmegaConf.from_dotlist(overrides)
+    for item in overrides:  # a path is the text typed: `out=~` is the home directory, not YAML's null
+        key, _, value = item.partition("=")
+        if key in PATH_KEYS:
+            OmegaConf.update(conf, key, value, force_add=True)
+    return conf
 
 
 def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig:
