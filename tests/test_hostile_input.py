@@ -121,3 +121,11 @@ def test_every_command_answers_malformed_values_with_one_line_and_exit_2(places,
     assert _tree(tmp_path) == before, "a refused command wrote or changed something"
     assert _tree(package / "worlds" / "weights") == shipped
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_path_that_looks_like_markup_is_written_and_printed_as_typed(tmp_path, capsys):
+    out = tmp_path / "x[/b][blink]"
+    assert main(["sample", "recipe=domes_to_trees", f"out={out}", "sample.n=1", "progress=false"]) == 0
+    assert (out / "sample" / "samples.png").is_file()
+    said = "".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert f"→{out / 'sample'}(1files" in said

@@ -72,7 +72,7 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
         return
     out = config.out_dir(cfg)
     _check_outputs(command, cfg, out)
-    _command(command).run(cfg, overrides, out, Console())
+    _command(command).run(cfg, overrides, out, Console(markup=False))  # paths and values print as typed
 
 
 def _usage(command: str | None = None) -> str:

@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         model = load_generator(args.checkpoint)
         rows = describe_layers(model)
     except RewriteError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        Console(stderr=True, markup=False).print(f"error: {e}", highlight=False, soft_wrap=True)
         return 2
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
     else:
-        Console().print(layers_table(rows, title=f"{type(model).__name__}: {args.checkpoint}"))
+        Console(markup=False).print(layers_table(rows, title=f"{type(model).__name__}: {args.checkpoint}"))
     return 0
 
 

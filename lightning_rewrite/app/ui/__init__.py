@@ -20,8 +20,8 @@ def run(cfg: DictConfig, overrides: list[str], out: Path, console: Console) -> N
     session = Session(cfg, model, out)  # refuses an unknown edit.layer, naming the rewritable ones
     host, port = sock.getsockname()[:2]
     if cfg.ui.host not in LOOPBACK:
-        console.print(f"[yellow]warning:[/yellow] serving on {cfg.ui.host}: anyone who can reach this address can "
-                      "edit the model and write into the run directory", highlight=False)
+        console.print(f"warning: serving on {cfg.ui.host}: anyone who can reach this address can edit the model and "
+                      "write into the run directory", style="yellow", highlight=False)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"lightning-rewrite ui ({cfg.recipe}): http://{shown}:{port}/  — Save writes {out / 'ui'}; Ctrl-C stops",
                   highlight=False, soft_wrap=True)
