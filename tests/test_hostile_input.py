@@ -37,6 +37,7 @@ def places(tmp_path) -> dict[str, Path]:
     loop.symlink_to(tmp_path / "loop.pt")
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps(Evil()))
+    (tmp_path / "random.safetensors").write_bytes(os.urandom(4096))
     return {"dir": mine, "loop": loop, "evil": evil}
 
 
@@ -70,7 +71,8 @@ def _malformed(places: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
 WORLD_VALUES = [("iterations=-1", "iterations must be ≥ 1"), ("steps=0", "steps must be ≥ 1"),
                 ("batch_size=0", "batch_size must be ≥ 1"), ("lr=-1", "lr must be > 0"), ("world=[x", "YAML"),
                 ("world=${oc.env:HOME}", "interpolations"), ("world=dömé", "unknown world"), ("wrld=churches", "did you mean"),
-                ("init=loop.pt", "symlink loop"), ("out=~", "did not write"), ("init=evil.pt", "must be a .safetensors file"), ("out=", "out= is empty"),
+                ("init=loop.pt", "symlink loop"), ("out=~", "did not write"), ("init=evil.pt", "must be a .safetensors file"),
+                ("init=random.safetensors", "is not a readable safetensors file"), ("out=", "out= is empty"),
                 ("export=", "export= is empty"), ("export=my_work/thesis.tex", "must name a .safetensors file")]
 #: Keys one world command has and the other has not: those values go only to the command that has the key.
 ONLY = {"iterations": "pretrain", "out": "pretrain", "steps": "segmenter", "init": "segmenter"}
