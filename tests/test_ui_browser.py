@@ -37,8 +37,9 @@ HELD_OUT = range(1000, 1024)
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     """The ``ui`` command's session and server for domes_to_trees (24 samples a page), in this process."""
-    if CHROMIUM is None:
-        pytest.fail("the browser tests need Chromium: apt-get install -y chromium (.ci/run installs it)")
+    if CHROMIUM is None:  # on a user's machine a clear skip; in CI (CI=true) nothing may be skipped
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "the browser tests need Chromium: apt-get update && apt-get install -y chromium (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
     root = tmp_path_factory.mktemp("ui")

@@ -145,7 +145,7 @@ def stored_request_path(recipe: str) -> Path:
 def stored_request(cfg: DictConfig, model: Model) -> EditRequest | None:
     """The recipe's stored request, when the model is the world generator it was chosen on."""
     path = stored_request_path(cfg.recipe)
-    if cfg.model.checkpoint or not path.is_file():
+    if cfg.model.checkpoint or cfg.recipe_file or not path.is_file():  # a recipe file chooses its own selections
         return None
     request = EditRequest.from_json(path, units=cfg.edit.units if cfg.edit.kind == "erase" else None)
     chosen_on = request.extra.get("generator_fingerprint")

@@ -75,6 +75,25 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
     _command(command).run(cfg, overrides, out, Console(markup=False))  # paths and values print as typed
 
 
+def _normalized(args: list[str]) -> list[str]:
+    """LightningCLI's spellings as synonyms: ``--edit.rank=2`` is ``edit.rank=2``; ``--config
+    my.yaml`` (or ``--config=my.yaml``) is ``recipe=my.yaml``."""
+    out, rest = [], iter(args)
+    for arg in rest:
+        if arg == "--config":
+            path = next(rest, None)
+            if path is None:
+                raise RewriteError("--config needs a recipe file: --config my_recipe.yaml (or recipe=my_recipe.yaml)")
+            out.append(f"recipe={path}")
+        elif arg.startswith("--config="):
+            out.append("recipe=" + arg.partition("=")[2])
+        elif arg.startswith("--") and "=" in arg:
+            out.append(arg[2:])
+        else:
+            out.append(arg)
+    return out
+
+
 def _usage(command: str | None = None) -> str:
     from . import config
 
@@ -116,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ctrl_c.install()
     try:
+        rest = _normalized(rest)
         with quiet_libraries():
             if command in WORLD_COMMANDS:
                 from .config import load_world_config

@@ -154,7 +154,9 @@ class UiConfig:
 
 @dataclass
 class RunConfig:
-    recipe: str = setting(MISSING, "the edit to make: a recipe name (listed above); required")
+    recipe: str = setting(MISSING, "the edit to make: a recipe name (listed above) or a recipe file of your own "
+                                   "(PATH.yaml); required")
+    recipe_file: Optional[str] = setting(None, "(set when recipe= names a file: its path)")
     description: str = setting("", "(set by the recipe: what it does)")
     out: Optional[str] = setting(None, "run directory (default runs/<recipe>); the tool writes only a new one "
                                        "or one it wrote")
@@ -175,7 +177,7 @@ class RunConfig:
 
 
 #: Keys a recipe sets for itself: not settings a user gives.
-RECIPE_ONLY = ("description", "needs")
+RECIPE_ONLY = ("description", "needs", "recipe_file")
 
 
 #: ``edit.solver=official``: the 2020 code's schedule, as the settings it stands for (a key the
@@ -308,16 +310,53 @@ def load_config(overrides: list[str], require_recipe: bool = True) -> DictConfig
         if require_recipe:
             raise RewriteError(f"this command needs recipe=NAME; recipes: {', '.join(recipe_names())}")
         name = "domes_to_trees"
-    if name not in recipe_names():
-        raise RewriteError(f"unknown recipe {shortened(name, 60)!r}; recipes: {', '.join(recipe_names())}")
-    recipe = OmegaConf.load(recipes_dir() / f"{name}.yaml")
+    name, recipe, recipe_file = _recipe(str(name), fields)
     try:
-        cfg = OmegaConf.merge(schema, recipe, {"recipe": name}, cli)
+        cfg = OmegaConf.merge(schema, recipe, cli, {"recipe": name, "recipe_file": recipe_file})
     except (OmegaConfBaseException, ValueError) as e:
         raise RewriteError(f"bad configuration: {_omegaconf_message(e)}") from None
     official_schedule(cfg, {item.split("=", 1)[0].lstrip("+") for item in overrides} | _keys(recipe))
     validate(cfg)
     return cfg
+
+
+def is_recipe_file(name: str) -> bool:
+    """Whether ``recipe=`` names a YAML file (a path) rather than a shipped recipe."""
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
+def _recipe(name: str, fields: dict[str, Any]) -> tuple[str, DictConfig, str | None]:
+    """The recipe's name, its YAML and, for a file, its path. A file's keys are checked against
+    the schema (one line, the nearest key), and the paths it gives are relative to the file."""
+    if not is_recipe_file(name):
+        if name not in recipe_names():
+            near = difflib.get_close_matches(name, recipe_names(), n=2, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+            raise RewriteError(f"unknown recipe {shortened(name, 60)!r}; {hint}recipes: {', '.join(recipe_names())} "
+                               "(or recipe=PATH.yaml, a recipe file of your own)")
+        return name, OmegaConf.load(recipes_dir() / f"{name}.yaml"), None
+    from ..paths import existing_file
+
+    path = existing_file(name, "recipe file", "a YAML file of key: value settings (README: Your own recipes)")
+    try:
+        recipe = OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RewriteError(f"recipe file {name} is not YAML ({shortened(reason, 100)})") from None
+    if not OmegaConf.is_dict(recipe):
+        raise RewriteError(f"recipe file {name} must hold key: value settings (a mapping), not a list or a value")
+    for key in sorted(_keys(recipe)):
+        if key and key not in fields and not key.startswith("needs.") and key not in ("description", "needs"):
+            raise unknown_key(key, list(fields), f" in recipe file {name}")
+    for key in ("edit.request", "model.checkpoint"):
+        given = OmegaConf.select(recipe, key)
+        if isinstance(given, str) and given and not Path(given).expanduser().is_absolute():
+            OmegaConf.update(recipe, key, str(path.parent / Path(given)))
+    edits = OmegaConf.select(recipe, "model.edits")
+    if OmegaConf.is_list(edits):
+        OmegaConf.update(recipe, "model.edits", [e if Path(str(e)).expanduser().is_absolute() else str(path.parent / str(e))
+                                                 for e in edits])
+    return path.stem, recipe, str(path)
 
 
 def _keys(node: Any, prefix: str = "") -> set[str]:
