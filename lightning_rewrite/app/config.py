@@ -101,7 +101,8 @@ class StatsConfig:
 class TrainerConfig:
     """Passed to ``pl.Trainer``."""
 
-    max_steps: int = setting(400, "optimiser steps of the edit (the paper: 2001)")
+    max_steps: int = setting(400, "the most optimiser steps of the edit: the default L-BFGS stops before, once a step "
+                                  "gains < 1 % (adam and official run them all; the paper: 2001)")
     accelerator: str = setting("auto", "Lightning's accelerator: " + choices(ACCELERATORS))
     devices: int = setting(1, "Lightning's device count (test and sample: processes that share the samples)")
     num_nodes: int = setting(1, "test and sample: machines that share the samples (Lightning's num_nodes)")

@@ -63,6 +63,17 @@ class EditProgressBar(RichProgressBar):
         metrics.pop("v_num", None)
         return metrics
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """A solver that stopped at convergence ends the bar there: "converged at step k", full,
+        with no time left (``trainer.max_steps`` is a cap, not a plan)."""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.should_stop and self.progress is not None and self.train_progress_bar_id is not None:
+            step = trainer.global_step
+            self.progress.update(self.train_progress_bar_id, total=step, completed=step,
+                                 description=f"{self.description}: converged at step {step} (at most {trainer.max_steps})")
+            self.refresh()
+
 
 def edit_trainer(cfg: DictConfig, logger: Any, root: Path, projected: bool, callbacks: list[pl.Callback]) -> pl.Trainer:
     """The Trainer that makes an edit: ``callbacks``, the projection when the method asks for it,
