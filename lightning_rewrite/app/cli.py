@@ -68,7 +68,9 @@ def _run_recipe(command: str, overrides: list[str]) -> None:
 
     cfg = config.load_config(overrides, require_recipe=command in NEED_RECIPE)
     if cfg.print_config:
-        Console().print(config.to_yaml(cfg), highlight=False, soft_wrap=True)
+        if cfg.out is None:
+            cfg.out = str(config.out_dir(cfg))  # where this run would write, not null
+        Console().print(config.to_yaml(cfg), highlight=False, soft_wrap=True, markup=False)
         return
     out = config.out_dir(cfg)
     _check_outputs(command, cfg, out)

@@ -414,15 +414,15 @@ def load_world_config(command: str, overrides: list[str]) -> dict[str, Any]:
         if "=" in item and key not in names:
             raise unknown_key(key, names, f" for {command}")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(schema), dotlist(overrides, f"world=churches {'iterations=2000' if command == 'pretrain' else 'steps=500'}"))
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), dotlist(overrides, WORLD_EXAMPLES[command]))
     except (OmegaConfBaseException, ValueError) as e:
         raise RewriteError(f"bad {command} setting: {_omegaconf_message(e)}") from None
     settings = OmegaConf.to_container(cfg)
     for ok, message in WORLD_CHECKS[command](settings):
         if not ok:
             raise RewriteError(message)
-    for key in ("out", "export", "init"):
-        if key in settings and settings[key] is not None:
+    for key in PATH_KEYS:
+        if settings.get(key) is not None:
             check_path_text(settings[key], key)
     return settings
 
@@ -442,6 +442,8 @@ def _world_checks_segmenter(c: dict[str, Any]) -> list[tuple[bool, str]]:
             (c["lr"] > 0, f"lr must be > 0, got {c['lr']}")]
 
 
+#: A command line of each world command, for messages.
+WORLD_EXAMPLES = {"pretrain": "world=churches iterations=2000", "segmenter": "world=churches steps=500"}
 #: Each world command's value checks (the schema checks types).
 WORLD_CHECKS = {"pretrain": _world_checks_pretrain, "segmenter": _world_checks_segmenter}
 
