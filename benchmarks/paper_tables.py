@@ -76,6 +76,12 @@ def _less_change(rows: dict, against: list[str] | None = None) -> bool:
     return bool(others) and all(rank < rows[m]["test"]["masked_l1"] for m in others)
 
 
+def _bar(ok: bool, rows: dict, against: list[str] | None = None) -> str:
+    """'met', 'MISSED', or 'not run' when a row the bar compares (rank_s, a baseline) was not run."""
+    ran = "rank_s" in rows and (against is None or any(m in rows for m in against))
+    return "met" if ok else "MISSED" if ran else "not run"
+
+
 def _idle(rows: dict, effect) -> str:
     """Names the baselines whose edit barely took (under a quarter of rank_s's effect): their
     small change outside the region is no edit, which the reader should see beside the bar."""
@@ -104,8 +110,8 @@ def tables(results: dict, n: int) -> str:
         eff_ok = rank.get(f"efficacy_dome_to_{target}", 0) >= 0.5
         spec_ok = _less_change(rows)
         idle = _idle(rows, lambda t, target=target: t.get(f"efficacy_dome_to_{target}", 0))
-        lines += ["", f"Bar: efficacy ≥ 0.50 — {'met' if eff_ok else 'MISSED'}; masked change below every baseline — "
-                  f"{'met' if spec_ok else 'MISSED'}{idle}.", ""]
+        lines += ["", f"Bar: efficacy ≥ 0.50 — {_bar(eff_ok, rows)}; masked change below every baseline — "
+                  f"{_bar(spec_ok, rows, [m for m in rows if m != 'rank_s'])}{idle}.", ""]
     if "smile" in results:
         rows = results["smile"]
         lines += _section("Table 1: smile", ["smile rate before", "after", "masked L1", "masked LPIPS"], rows,
@@ -114,8 +120,8 @@ def tables(results: dict, n: int) -> str:
         rise = rank.get("smiling_rate_after", 0) - rank.get("smiling_rate_before", 0)
         spec_ok = _less_change(rows)
         idle = _idle(rows, lambda t: t.get("smiling_rate_after", 0) - t.get("smiling_rate_before", 0))
-        lines += ["", f"Bar: smile rate +30 points — {'met' if rise >= 0.3 else 'MISSED'} (+{100 * rise:.1f}); "
-                  f"masked change below the baselines — {'met' if spec_ok else 'MISSED'}{idle}.", ""]
+        lines += ["", f"Bar: smile rate +30 points — {_bar(rise >= 0.3, rows)} (+{100 * rise:.1f}); "
+                  f"masked change below the baselines — {_bar(spec_ok, rows, [m for m in rows if m != 'rank_s'])}{idle}.", ""]
     if "watermark" in results:
         rows = results["watermark"]
         first = next(iter(rows.values()))["test"]
@@ -126,8 +132,8 @@ def tables(results: dict, n: int) -> str:
         rank = rows.get("rank_s", {}).get("test", {})
         cut = rank.get("watermark_any_rate_after", 1) <= first["watermark_any_rate_before"] / 5
         spec_ok = _less_change(rows, ["dissect:60"])
-        lines += ["", f"Bar: rank-1 cuts the rate to ≤ 1/5 — {'met' if cut else 'MISSED'}; masked change below "
-                  f"dissect 60 — {'met' if spec_ok else 'MISSED'}.", ""]
+        lines += ["", f"Bar: rank-1 cuts the rate to ≤ 1/5 — {_bar(cut, rows)}; masked change below "
+                  f"dissect 60 — {_bar(spec_ok, rows, ['dissect:60'])}.", ""]
     if "reflection" in results:
         rows = results["reflection"]
         lines += _section("Sect. 5.3: reflection", ["correlation before", "after", "masked L1 (outside window, reflection)"],
@@ -136,8 +142,8 @@ def tables(results: dict, n: int) -> str:
         rank = rows.get("rank_s", {}).get("test", {})
         ok = rank.get("rule_correlation_before", 0) >= 0.6 and rank.get("rule_correlation_after", 1) <= -0.2
         spec_ok = _less_change(rows, ["full_layer"])
-        lines += ["", f"Bar: ≥ +0.6 before and ≤ −0.2 after — {'met' if ok else 'MISSED'}; rest of the image changes "
-                  f"less than full_layer — {'met' if spec_ok else 'MISSED'}.", ""]
+        lines += ["", f"Bar: ≥ +0.6 before and ≤ −0.2 after — {_bar(ok, rows)}; rest of the image changes "
+                  f"less than full_layer — {_bar(spec_ok, rows, ['full_layer'])}.", ""]
     return "\n".join(lines)
 
 
