@@ -192,7 +192,9 @@ def main() -> None:
         return
     results = {}
     with tempfile.TemporaryDirectory() as directory:
-        for name in args.cases:
+        for k, name in enumerate(args.cases, 1):
+            print(f"case {k} of {len(args.cases)}: {name} (a process of its own: statistics over {args.samples} "
+                  "latents, the official schedule, the default solver; minutes)", flush=True)
             out = Path(directory) / f"{name}.json"
             subprocess.run([sys.executable, __file__, "--case", name, "--json", str(out), "--samples", str(args.samples)],
                            check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -4,6 +4,7 @@ export its EMA weights as safetensors with a JSON card."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,6 +17,8 @@ from ..atomic import atomic_path, write_text
 from ..engine.images import Row, figure, save_png, unit
 from ..loggers import log_images
 from .gan import WorldGAN, iterations_to_steps
+
+log = logging.getLogger(__name__)
 
 
 class SampleGrid(pl.Callback):
@@ -71,6 +74,11 @@ def pretrain(world: str, out: str | Path, iterations: int = 10_000, batch_size: 
                          logger=CSVLogger(out, name="logs"), callbacks=callbacks, enable_progress_bar=progress,
                          enable_model_summary=False, log_every_n_steps=20)
     last = out / "checkpoints" / "last.ckpt"
+    if last.exists():
+        log.info("pretrain %s: resuming from %s, on to iteration %d", world, last, iterations)
+    else:
+        log.info("pretrain %s: from scratch (no %s yet) to iteration %d, a checkpoint every %d", world, last,
+                 iterations, checkpoint_every)
     trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
     grid.write(trainer, module, module.iteration)
     card = {"world": world, "seed": seed, "iterations": module.iteration, "batch_size": batch_size,
