@@ -78,6 +78,8 @@ def test_a_refit_names_what_the_user_put_in_its_run_directory_and_deletes_nothin
     (out / "my_notes.txt").unlink()
     (out / "my_analysis" / "a.csv").unlink()
     (out / "my_analysis").rmdir()
+    _dead_marker(out / ".test.x1y2.tmp", command="test")  # a killed test's temporary: the tool's own debris
+    assert main(["fit", *FAST, f"out={out}"]) == 0
     assert main(["fit", *FAST, f"out={out / 'inner'}"]) == 0  # a run directory nested in the run
     capsys.readouterr()
     assert main(["fit", *FAST, f"out={out}", "overwrite=true"]) == 2

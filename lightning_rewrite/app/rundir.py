@@ -54,10 +54,15 @@ def is_run_directory(path: str | os.PathLike) -> bool:
     return p.is_dir() and _marker(p) is not None
 
 
+def _debris(marker: dict) -> bool:
+    """Whether a marker is a killed run's temporary (the tool's own leftovers, safe to remove)."""
+    return bool(marker.get("temporary")) and not _alive(marker.get("pid"))
+
+
 def other_results(path: Path, command: str) -> list[str]:
     """Subdirectories of the run directory ``path`` written by other commands than ``command``."""
-    return sorted(f"{p.name}/" for p in path.iterdir()
-                  if p.is_dir() and not p.is_symlink() and (m := _marker(p)) is not None and m.get("command") != command)
+    return sorted(f"{p.name}/" for p in path.iterdir() if p.is_dir() and not p.is_symlink()
+                  and (m := _marker(p)) is not None and m.get("command") != command and not _debris(m))
 
 
 def manifest(directory: Path) -> list[str]:
@@ -93,13 +98,16 @@ def foreign(path: Path, command: str) -> list[str]:
 
 
 def _nested_runs(path: Path) -> list[Path]:
-    """Run directories inside ``path`` (not descending into them)."""
+    """Run directories inside ``path`` (not descending into them), leaving out the temporaries
+    of killed runs of the tool (its own debris, removed with the directory)."""
     out = []
     for root, dirs, _ in os.walk(path):
         for d in list(dirs):
-            if _marker(Path(root) / d) is not None and not (Path(root) / d).is_symlink():
-                out.append(Path(root) / d)
+            marker = _marker(Path(root) / d)
+            if marker is not None and not (Path(root) / d).is_symlink():
                 dirs.remove(d)
+                if not _debris(marker):
+                    out.append(Path(root) / d)
     return out
 
 
