@@ -4,8 +4,8 @@ Every run directory carries a marker (``.lightning_rewrite.json``: command, time
 the manifest of what the run wrote). The tool replaces only a directory with that marker, and only
 while it holds nothing but what the manifest names: a file the user put there, or a run directory
 nested in it, is named in a refusal (``overwrite`` does not change that). An existing directory
-without a marker, or a file, is refused before any work. A run writes into a hidden temporary directory beside ``out`` (marked
-too, with its process id), which replaces ``out`` only when the command succeeds; a temporary
+without a marker, or a file, is refused before any work. A run writes into a hidden temporary
+directory beside ``out`` (marked too, with its process id), which replaces ``out`` only when the command succeeds; a temporary
 left by a killed run is removed by the next run into the same place — only temporaries the tool
 marked, and only when their process is gone.
 
@@ -65,50 +65,45 @@ def other_results(path: Path, command: str) -> list[str]:
                   and (m := _marker(p)) is not None and m.get("command") != command and not _debris(m))
 
 
-def manifest(directory: Path) -> list[str]:
+def _walk(directory: Path) -> tuple[list[str], list[tuple[Path, dict]]]:
     """What ``directory`` holds as relative POSIX paths (a directory ends in ``/``), leaving out
-    its marker and what lies inside run directories nested in it (they carry their own)."""
-    found = []
+    its marker and what lies inside run directories nested in it; and those nested run
+    directories with their markers (not descended into: they carry their own manifest)."""
+    found, nested = [], []
     for root, dirs, files in os.walk(directory):
         here = Path(root).relative_to(directory)
         for d in list(dirs):
-            if _marker(Path(root) / d) is not None and not (Path(root) / d).is_symlink():
+            marker = None if (Path(root) / d).is_symlink() else _marker(Path(root) / d)
+            if marker is not None:
                 dirs.remove(d)
+                nested.append((Path(root) / d, marker))
             else:
                 found.append(f"{(here / d).as_posix()}/")
         found += [(here / f).as_posix() for f in files if not (here == Path(".") and f == MARKER)]
-    return sorted(found)
+    return sorted(found), nested
+
+
+def manifest(directory: Path) -> list[str]:
+    """The manifest a marker records: every path in ``directory`` outside nested run directories."""
+    return _walk(directory)[0]
 
 
 def foreign(path: Path, command: str) -> list[str]:
     """What the run directory ``path`` holds that its run did not write: entries its manifest does
     not name (the user's), and run directories nested in it that are not another command's
-    results (those :func:`other_results` names). Empty for a marker from before manifests."""
-    marker = _marker(path) or {}
-    written = marker.get("files")
+    results (those :func:`other_results` names) nor a killed run's temporary (the tool's own
+    debris). Only the nested run directories for a marker from before manifests."""
+    written = (_marker(path) or {}).get("files")
+    entries, runs = _walk(path)
     results = set(other_results(path, command))
-    nested = [f"{p.relative_to(path).as_posix()}/" for p in _nested_runs(path)]
+    nested = [f"{p.relative_to(path).as_posix()}/" for p, marker in runs if not _debris(marker)]
     nested = [n for n in nested if n not in results]
     if not isinstance(written, list):
         return nested
     known = set(written)
-    theirs = [e for e in manifest(path) if e not in known and not e.startswith(f"{LOGS}/")]
+    theirs = [e for e in entries if e not in known and not e.startswith(f"{LOGS}/")]
     top = [e for e in theirs if not any(e != o and e.startswith(o) for o in theirs if o.endswith("/"))]
     return sorted(top + [f"{n} (a run directory of its own)" for n in nested])
-
-
-def _nested_runs(path: Path) -> list[Path]:
-    """Run directories inside ``path`` (not descending into them), leaving out the temporaries
-    of killed runs of the tool (its own debris, removed with the directory)."""
-    out = []
-    for root, dirs, _ in os.walk(path):
-        for d in list(dirs):
-            marker = _marker(Path(root) / d)
-            if marker is not None and not (Path(root) / d).is_symlink():
-                dirs.remove(d)
-                if not _debris(marker):
-                    out.append(Path(root) / d)
-    return out
 
 
 def _listed(names: list[str], most: int = 6) -> str:
