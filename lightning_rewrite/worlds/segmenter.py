@@ -5,8 +5,8 @@ what scores every edited generator's images."""
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import time
 from pathlib import Path
 
